@@ -1,0 +1,97 @@
+"""Model families: one module per diffusers pipeline kind (SDXL, Chroma, Flux, Z-Image, Anima).
+
+Importing this package is cheap: torch, diffusers and transformers are imported inside the
+family methods, so the node pack loads fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PresetsError
+from .base import Family
+
+log = logging.getLogger(__name__)
+
+# family name -> module that defines FAMILY
+_MODULES = {
+    "sdxl": "sdxl",
+    "chroma": "chroma",
+    "flux": "flux",
+    "zimage": "zimage",
+    "anima": "anima",
+}
+FAMILIES: tuple[str, ...] = tuple(_MODULES)
+
+REDUX_DIR = "flux_redux"
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``; ``preset_invalid`` if there is none."""
+    module_name = _MODULES.get(name)
+    if module_name is None:
+        raise PresetsError(
+            "preset_invalid",
+            f"unknown model family {name!r}.",
+            f"use one of: {', '.join(FAMILIES)}.",
+        )
+    return importlib.import_module(f".{module_name}", __name__).FAMILY
+
+
+def _index_files(name: str) -> tuple[str, ...]:
+    if name == REDUX_DIR:
+        return ("model_index.json",)
+    return getattr(get_family(name), "index_files", ("model_index.json",))
+
+
+def _is_complete(folder: Path, name: str) -> bool:
+    return any((folder / index).is_file() for index in _index_files(name))
+
+
+def _write_atomically(target: Path, name: str, build: Callable[[Path], None]) -> None:
+    """Build into a temporary sibling folder and rename it into place, so an interrupted
+    build never leaves a half-written model folder behind."""
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        build(tmp)
+        if _is_complete(target, name):  # another process finished it meanwhile
+            return
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
+        try:
+            tmp.rename(target)
+        except OSError:
+            # Another process finished the same model first; keep theirs.
+            if not _is_complete(target, name):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_all_tiny(dest_dir: Path) -> dict[str, Path]:
+    """Write every family's tiny random-weight pipeline to ``dest_dir/<family>`` and the tiny
+    Flux Redux to ``dest_dir/flux_redux``. Complete folders are kept as they are."""
+    from .redux import build_tiny_redux
+
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    builders = {name: get_family(name).build_tiny for name in FAMILIES}
+    builders[REDUX_DIR] = build_tiny_redux
+    written: dict[str, Path] = {}
+    for name, build in builders.items():
+        target = dest_dir / name
+        if _is_complete(target, name):
+            log.debug("tiny %s already at %s", name, target)
+        else:
+            _write_atomically(target, name, build)
+            log.info("built tiny %s at %s", name, target)
+        written[name] = target
+    return written
+
+
+__all__ = ["FAMILIES", "REDUX_DIR", "build_all_tiny", "get_family"]

@@ -1,0 +1,247 @@
+"""Loading shared by every family: ModelSource dispatch, error mapping and quiet progress bars.
+
+Nothing here makes an implicit network call. Local folders and single files are read as they
+are; hub repos are read from the local Hugging Face cache unless the source explicitly allows
+downloads. Every failure becomes a :class:`PresetsError` that says where we looked and how to
+get the weights there.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import PresetsError
+from .base import ModelSource
+
+log = logging.getLogger(__name__)
+
+# (name_or_path, **kwargs) -> pipeline; kwargs are torch_dtype, local_files_only and, for
+# hub repos, revision.
+PretrainedLoader = Callable[..., Any]
+# (checkpoint_path, config=..., torch_dtype=..., local_files_only=True) -> pipeline
+SingleFileLoader = Callable[..., Any]
+
+TINY_MODELS_HINT = "For the offline demo models run `python -m runner tiny-models DIR`."
+ALLOW_DOWNLOAD_ENV = "DIFFUSERS_PRESETS_ALLOW_DOWNLOAD"
+
+
+def quiet_progress_bars() -> None:
+    """Silence the per-file "Loading weights" bars of diffusers and transformers."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for error messages that must stay on one line."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _hub_download_fix(repo_id: str, revision: Optional[str]) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return (
+        f"download it with `huggingface-cli download {repo_id}{rev}`, or set {ALLOW_DOWNLOAD_ENV}=1 "
+        f"to let the preset download it. {TINY_MODELS_HINT}"
+    )
+
+
+def is_hub_repo_cached(repo_id: str, revision: Optional[str], index_files: tuple[str, ...]) -> bool:
+    """True when one of the pipeline index files of ``repo_id@revision`` is in the local cache.
+    Only looks at the cache on disk; never asks the hub."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in index_files:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+        if isinstance(found, str):
+            return True
+    return False
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (diffusers often wraps hub errors)."""
+    chain: list[BaseException] = []
+    current: Optional[BaseException] = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_missing_file_error(exc: BaseException) -> bool:
+    """Errors that mean "these files are not here" rather than "these files are broken"."""
+    from huggingface_hub import errors as hub_errors
+
+    missing = (hub_errors.EntryNotFoundError, hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError)
+    return any(isinstance(e, missing) for e in _causes(exc))
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    from huggingface_hub import errors as hub_errors
+
+    network = (hub_errors.HfHubHTTPError, hub_errors.OfflineModeIsEnabled, ConnectionError, TimeoutError)
+    return any(isinstance(e, network) for e in _causes(exc))
+
+
+def _check_folder(family: str, folder: Path, index_files: tuple[str, ...]) -> None:
+    if not folder.exists():
+        raise PresetsError(
+            "model_not_found",
+            f"the {family} model folder {folder} does not exist.",
+            f"put a diffusers folder there (e.g. `huggingface-cli download <repo> --local-dir {folder}`) "
+            f"or point the preset at the right folder. {TINY_MODELS_HINT}",
+        )
+    if not folder.is_dir() or not any((folder / name).is_file() for name in index_files):
+        raise PresetsError(
+            "model_load_failed",
+            f"{folder} is not a diffusers pipeline folder: it has no {' or '.join(index_files)}.",
+            "point the preset at a diffusers folder, or use a single_file source for a checkpoint file.",
+        )
+
+
+def load_pipeline(
+    family: str,
+    source: ModelSource,
+    dtype: Any,
+    *,
+    from_pretrained: PretrainedLoader,
+    from_single_file: Optional[SingleFileLoader],
+    index_files: tuple[str, ...] = ("model_index.json",),
+) -> Any:
+    """Load a pipeline of ``family`` from ``source``, mapping every failure to a PresetsError.
+
+    ``from_pretrained`` loads a diffusers folder or hub repo; ``from_single_file`` loads a
+    checkpoint file with a config, or is None when the family cannot do that.
+    """
+    quiet_progress_bars()
+    kind = source.kind
+    if kind == "folder":
+        if source.path is None:
+            raise PresetsError("preset_invalid", f"a {family} folder source needs a path.", "set `path` in the preset.")
+        folder = Path(source.path).expanduser()
+        _check_folder(family, folder, index_files)
+        where = str(folder)
+        pipe = _attempt(
+            family, where, source, lambda: from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+        )
+    elif kind == "hub":
+        if not source.repo_id:
+            raise PresetsError("preset_invalid", f"a {family} hub source needs a repo_id.", "set `repo_id` in the preset.")
+        where = f"{source.repo_id}@{source.revision or 'main'}"
+        if not source.allow_download and not is_hub_repo_cached(source.repo_id, source.revision, index_files):
+            raise PresetsError(
+                "model_not_found",
+                f"the {family} model {where} is not in the local Hugging Face cache ({hub_cache_dir()}) "
+                "and downloads are off.",
+                _hub_download_fix(source.repo_id, source.revision),
+            )
+        pipe = _attempt(
+            family,
+            where,
+            source,
+            lambda: from_pretrained(
+                source.repo_id,
+                revision=source.revision,
+                torch_dtype=dtype,
+                local_files_only=not source.allow_download,
+            ),
+        )
+    elif kind == "single_file":
+        pipe = _load_single_file(family, source, dtype, from_single_file, index_files)
+    else:
+        raise PresetsError(
+            "preset_invalid",
+            f"unknown model source kind {kind!r} for the {family} family.",
+            "use one of: hub, folder, single_file.",
+        )
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s pipeline from %s", family, source.describe())
+    return pipe
+
+
+def _load_single_file(
+    family: str,
+    source: ModelSource,
+    dtype: Any,
+    from_single_file: Optional[SingleFileLoader],
+    index_files: tuple[str, ...],
+) -> Any:
+    if from_single_file is None:
+        raise PresetsError(
+            "preset_invalid",
+            f"the {family} family cannot load single-file checkpoints.",
+            "use a diffusers folder or a hub repo as the model source.",
+        )
+    if source.path is None:
+        raise PresetsError("preset_invalid", f"a {family} single_file source needs a path.", "set `path` in the preset.")
+    path = Path(source.path).expanduser()
+    if not path.is_file():
+        raise PresetsError(
+            "model_not_found",
+            f"the {family} checkpoint file {path} does not exist.",
+            "put the checkpoint there (e.g. in models/checkpoints) or fix the preset's path.",
+        )
+    config = source.config
+    if config is None:
+        raise PresetsError(
+            "preset_invalid",
+            f"the {family} single-file source {path} has no `config`; without one diffusers would go online.",
+            "set `config` to a local diffusers folder or a hub repo id already in the cache.",
+        )
+    config_dir = Path(config).expanduser()
+    if config_dir.is_dir():
+        _check_folder(family, config_dir, index_files)
+        config = str(config_dir)
+    elif not is_hub_repo_cached(config, None, index_files):
+        raise PresetsError(
+            "model_not_found",
+            f"the config {config} for {path} is neither a local folder nor in the local Hugging Face cache "
+            f"({hub_cache_dir()}).",
+            f"download it with `huggingface-cli download {config}`, or set `config` to a local diffusers folder.",
+        )
+    return _attempt(
+        family,
+        str(path),
+        source,
+        lambda: from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True),
+    )
+
+
+def _attempt(family: str, where: str, source: ModelSource, load: Callable[[], Any]) -> Any:
+    try:
+        return load()
+    except PresetsError:
+        raise
+    except Exception as exc:
+        if _is_missing_file_error(exc):
+            fix = (
+                _hub_download_fix(source.repo_id, source.revision)
+                if source.kind == "hub"
+                else "complete the download of the model files."
+            )
+            raise PresetsError(
+                "model_not_found",
+                f"some files of the {family} model {where} are missing: {one_line(exc)}",
+                fix,
+            ) from exc
+        if source.allow_download and _is_network_error(exc):
+            raise PresetsError(
+                "download_failed",
+                f"downloading the {family} model {where} failed: {one_line(exc)}",
+                f"check the network connection and retry, or {_hub_download_fix(source.repo_id, source.revision)}",
+            ) from exc
+        raise PresetsError(
+            "model_load_failed",
+            f"the {family} model at {where} could not be loaded: {one_line(exc)}",
+            "check that the files are complete and belong to this family (re-download them if unsure).",
+        ) from exc

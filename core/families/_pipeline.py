@@ -1,0 +1,245 @@
+"""The part of a family that is the same for every diffusers pipeline: loading through
+:mod:`._loading`, sampler switching, building the call from :class:`SamplingParams`, step
+reporting, error mapping and converting the output to ``[B,H,W,3]`` float32 in 0..1.
+
+Family modules subclass :class:`DiffusersFamily`, set the class attributes and write
+``build_tiny``; modular pipelines (Anima) override the few hooks that differ.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from ..errors import PresetsError
+from ._loading import load_pipeline, one_line
+from .base import Family, GenerationResult, ModelSource, SamplingParams, StepCallback
+
+log = logging.getLogger(__name__)
+
+# sampler name -> (diffusers scheduler class, config overrides)
+SamplerTable = dict[str, tuple[str, dict[str, Any]]]
+
+# Flow-matching families ship FlowMatchEulerDiscreteScheduler; "euler" names it explicitly.
+FLOW_MATCH_SAMPLERS: SamplerTable = {"euler": ("FlowMatchEulerDiscreteScheduler", {})}
+
+# Call arguments generate() sets itself; presets may not override them through `extra`.
+_MANAGED_ARGS = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "num_inference_steps",
+        "guidance_scale",
+        "width",
+        "height",
+        "generator",
+        "num_images_per_prompt",
+        "output_type",
+        "return_dict",
+        "callback_on_step_end",
+        "callback_on_step_end_tensor_inputs",
+        "clip_skip",
+    }
+)
+
+# Attribute on a loaded pipeline that keeps the scheduler it was loaded with, so that
+# switching samplers always starts from (and can return to) the original config.
+_DEFAULT_SCHEDULER_ATTR = "_presets_default_scheduler"
+
+
+@contextmanager
+def seeded_build(seed: int = 0) -> Iterator[None]:
+    """Seed torch while building tiny weights (so they are the same on every build) without
+    disturbing the caller's global RNG state."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def images_to_bhwc(images: Any) -> Any:
+    """Pipeline output (``pt`` [B,3,H,W], ``np`` [B,H,W,3] or PIL list) -> float32 [B,H,W,3] in 0..1 on the CPU."""
+    import numpy as np
+    import torch
+
+    if isinstance(images, list) and images and not isinstance(images[0], torch.Tensor):
+        images = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+    if isinstance(images, np.ndarray):
+        tensor = torch.from_numpy(np.ascontiguousarray(images))
+    elif isinstance(images, list):
+        tensor = torch.stack(images)
+    else:
+        tensor = images
+        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[-1] != 3:
+            tensor = tensor.permute(0, 2, 3, 1)
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    return tensor.detach().to("cpu", torch.float32).clamp(0.0, 1.0).contiguous()
+
+
+class DiffusersFamily(Family):
+    """A family backed by one diffusers pipeline class."""
+
+    samplers: SamplerTable = FLOW_MATCH_SAMPLERS
+    supports_clip_skip: bool = False
+    # Files whose presence marks a complete diffusers folder (written by save_pretrained).
+    index_files: tuple[str, ...] = ("model_index.json",)
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def pipeline_cls(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_class)
+
+    def load(self, source: ModelSource, dtype: Any) -> Any:
+        cls = self.pipeline_cls()
+        return load_pipeline(
+            self.name,
+            source,
+            dtype,
+            from_pretrained=cls.from_pretrained,
+            from_single_file=getattr(cls, "from_single_file", None),
+            index_files=self.index_files,
+        )
+
+    def build_tiny(self, dest: Path) -> None:
+        with seeded_build():
+            pipe = self.tiny_pipeline()
+        pipe.save_pretrained(str(dest))
+        log.info("wrote tiny %s pipeline to %s", self.name, dest)
+
+    def tiny_pipeline(self) -> Any:
+        """Build the tiny random-weight pipeline in memory (torch is already seeded)."""
+        raise NotImplementedError
+
+    # ---- generation ----------------------------------------------------------------------
+
+    def generate(self, pipe: Any, params: SamplingParams, on_step: StepCallback) -> GenerationResult:
+        self.check_size(params.width, params.height)
+        self.apply_sampler(pipe, params.sampler)
+        kwargs = self.call_kwargs(pipe, params)
+        raised: list[BaseException] = []
+
+        def report(step: int, total: int) -> None:
+            try:
+                on_step(step, total)
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+        try:
+            images = self.run(pipe, kwargs, params.steps, report)
+        except PresetsError:
+            raise
+        except Exception as exc:
+            if any(exc is r for r in raised):  # the caller's own exception (e.g. an interrupt)
+                raise
+            raise PresetsError(
+                "generation_failed",
+                f"the {self.name} pipeline failed: {one_line(exc)}",
+                "check the preset's call arguments, size and steps; the log has the full traceback.",
+            ) from exc
+        return GenerationResult(images=images_to_bhwc(images), guidance_scale=self.used_guidance(pipe))
+
+    def call_kwargs(self, pipe: Any, params: SamplingParams) -> dict[str, Any]:
+        """Keyword arguments for the pipeline call, built from ``params``."""
+        kwargs: dict[str, Any] = {}
+        if params.conditioning:
+            kwargs.update(params.conditioning)
+        else:
+            kwargs["prompt"] = params.prompt
+            if params.negative_prompt:
+                if self.supports_negative:
+                    kwargs["negative_prompt"] = params.negative_prompt
+                else:
+                    log.warning("the %s family ignores negative prompts; dropping it", self.name)
+        if params.clip_skip is not None:
+            if self.supports_clip_skip:
+                kwargs["clip_skip"] = params.clip_skip
+            else:
+                log.warning("the %s family has no clip_skip; ignoring clip_skip=%s", self.name, params.clip_skip)
+        kwargs.update(
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            width=params.width,
+            height=params.height,
+            # One generator per image, so image i can be reproduced alone with seed + i.
+            generator=params.generators(),
+            num_images_per_prompt=params.batch_size,
+            output_type="pt",
+        )
+        kwargs.update(self.check_extra(pipe, params.extra))
+        return kwargs
+
+    def check_extra(self, pipe: Any, extra: dict[str, Any]) -> dict[str, Any]:
+        """Reject preset ``call_args`` that clash with managed arguments or that the pipeline
+        does not accept, so a typo is reported instead of silently ignored."""
+        clashing = sorted(set(extra) & _MANAGED_ARGS)
+        if clashing:
+            raise PresetsError(
+                "preset_invalid",
+                f"call_args {', '.join(clashing)} are set by the preset's own fields for the {self.name} family.",
+                "use the preset fields (prompt, steps, cfg, size, seed, sampler, clip_skip) instead.",
+            )
+        accepted = self.accepted_call_args(pipe)
+        unknown = sorted(k for k in extra if accepted is not None and k not in accepted)
+        if unknown:
+            raise PresetsError(
+                "preset_invalid",
+                f"the {self.pipeline_class} pipeline does not accept call_args {', '.join(unknown)}.",
+                f"use only: {', '.join(sorted(accepted - _MANAGED_ARGS))}.",
+            )
+        return dict(extra)
+
+    def accepted_call_args(self, pipe: Any) -> Optional[set[str]]:
+        """Names the pipeline's ``__call__`` accepts (None = cannot tell)."""
+        params = inspect.signature(type(pipe).__call__).parameters.values()
+        return {p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name != "self"}
+
+    def run(self, pipe: Any, kwargs: dict[str, Any], steps: int, report: Callable[[int, int], None]) -> Any:
+        """Call the pipeline, reporting each finished step; returns its images."""
+
+        def on_step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+            report(step, getattr(pipeline, "_num_timesteps", None) or steps)
+            return callback_kwargs
+
+        return pipe(**kwargs, callback_on_step_end=on_step_end).images
+
+    def used_guidance(self, pipe: Any) -> float:
+        """The guidance scale the last call actually used, read back from the pipeline."""
+        return float(pipe.guidance_scale)
+
+    # ---- samplers ------------------------------------------------------------------------
+
+    def apply_sampler(self, pipe: Any, sampler: Optional[str]) -> None:
+        """Install the scheduler for ``sampler`` (None = the one the pipeline was loaded with)."""
+        default = getattr(pipe, _DEFAULT_SCHEDULER_ATTR, None)
+        if default is None:
+            default = pipe.scheduler
+            setattr(pipe, _DEFAULT_SCHEDULER_ATTR, default)
+        if sampler is None:
+            scheduler = default
+        else:
+            if sampler not in self.samplers:
+                raise PresetsError(
+                    "preset_invalid",
+                    f"unknown sampler {sampler!r} for the {self.name} family.",
+                    f"use one of: {', '.join(sorted(self.samplers))}, or leave it out for the model's default.",
+                )
+            class_name, overrides = self.samplers[sampler]
+            if type(default).__name__ == class_name and not overrides:
+                scheduler = default
+            else:
+                import diffusers
+
+                scheduler = getattr(diffusers, class_name).from_config(default.config, **overrides)
+        if pipe.scheduler is not scheduler:
+            self.set_scheduler(pipe, scheduler)
+
+    def set_scheduler(self, pipe: Any, scheduler: Any) -> None:
+        pipe.scheduler = scheduler

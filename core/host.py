@@ -1,0 +1,126 @@
+"""Host facilities: where files live, progress reporting and interrupts.
+
+The core never asks ComfyUI directly. It calls :func:`get_host`, which returns whatever host
+was installed with :func:`set_host`: the ComfyUI host (``nodes/comfy_host.py``, installed when
+the pack is loaded inside ComfyUI) or the headless host below, which the runner configures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+from .errors import Interrupted
+
+log = logging.getLogger(__name__)
+
+# (value, total) -> None; installed by the runner engine to forward per-step progress.
+ProgressListener = Callable[[int, int], None]
+
+
+class Progress(Protocol):
+    def update_absolute(self, value: int, total: Optional[int] = None) -> None: ...
+
+
+class Host(Protocol):
+    name: str
+
+    def model_folders(self, kind: str) -> list[Path]:
+        """Folders to search for a model kind: ``diffusers``, ``checkpoints``, ``loras``,
+        ``clip_vision``, ``style_models``. The first one is where downloads go."""
+        ...
+
+    def models_dir(self) -> Path: ...
+
+    def user_presets_dir(self) -> Optional[Path]: ...
+
+    def cache_dir(self) -> Path:
+        """Where generated artefacts (the demo's tiny models) are kept."""
+        ...
+
+    def progress(self, total: int) -> Progress: ...
+
+    def throw_if_interrupted(self) -> None: ...
+
+
+def _env_path(name: str) -> Optional[Path]:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+class _ListenerProgress:
+    def __init__(self, host: "HeadlessHost", total: int) -> None:
+        self._host = host
+        self.total = total
+
+    def update_absolute(self, value: int, total: Optional[int] = None) -> None:
+        if total is not None:
+            self.total = total
+        self._host.throw_if_interrupted()
+        listener = self._host.progress_listener
+        if listener is not None:
+            listener(value, self.total)
+
+
+class HeadlessHost:
+    """Host used outside ComfyUI. Paths come from the environment (``MODEL_BASE_PATH``,
+    ``PRESETS_DIR``, ``DIFFUSERS_PRESETS_CACHE``) unless the runner sets them explicitly."""
+
+    name = "headless"
+
+    def __init__(self) -> None:
+        self.models_root: Optional[Path] = None
+        self.extra_folders: dict[str, list[Path]] = {}
+        self.progress_listener: Optional[ProgressListener] = None
+        # preset id -> model source override ("tiny", a folder, a file), from `--model`.
+        self.model_overrides: dict[str, str] = {}
+        self._interrupt = threading.Event()
+
+    def models_dir(self) -> Path:
+        return self.models_root or _env_path("MODEL_BASE_PATH") or Path.cwd() / "models"
+
+    def model_folders(self, kind: str) -> list[Path]:
+        return [self.models_dir() / kind, *self.extra_folders.get(kind, [])]
+
+    def user_presets_dir(self) -> Optional[Path]:
+        return _env_path("PRESETS_DIR")
+
+    def cache_dir(self) -> Path:
+        explicit = _env_path("DIFFUSERS_PRESETS_CACHE")
+        if explicit:
+            return explicit
+        xdg = _env_path("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return xdg / "diffusers-presets"
+
+    def progress(self, total: int) -> Progress:
+        return _ListenerProgress(self, total)
+
+    def request_interrupt(self) -> None:
+        self._interrupt.set()
+
+    def clear_interrupt(self) -> None:
+        self._interrupt.clear()
+
+    def throw_if_interrupted(self) -> None:
+        if self._interrupt.is_set():
+            self._interrupt.clear()
+            raise Interrupted()
+
+
+_host: Optional[Host] = None
+
+
+def set_host(host: Host) -> None:
+    global _host
+    _host = host
+    log.debug("host set to %s", host.name)
+
+
+def get_host() -> Host:
+    global _host
+    if _host is None:
+        _host = HeadlessHost()
+    return _host

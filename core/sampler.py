@@ -1,0 +1,130 @@
+"""Generation with a preset's fixed steps, CFG and sampler.
+
+``generate(handle, request)`` is the one path every image takes (FixedSampler, FluxRedux, the
+runner and the server): validate the request against the preset, render the prompt template,
+fetch the pipeline from the cache, activate the handle's LoRA stack, run the family with
+per-step progress and interrupt checks, and return ComfyUI ``IMAGE`` tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import PresetsError
+from .families import get_family
+from .families.base import SamplingParams
+from .handle import PipelineHandle
+from .host import get_host
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**64 - 1
+MAX_BATCH = 64
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    width: int = 0  # 0 = the preset's default
+    height: int = 0
+    batch_size: int = 1
+
+
+@dataclass
+class GenerationOutput:
+    images: Any  # torch.Tensor float32 [B,H,W,3] in 0..1
+    info: dict[str, Any] = field(default_factory=dict)  # what was run, for logs and metadata
+
+
+def resolve_size(handle: PipelineHandle, width: int, height: int) -> tuple[int, int]:
+    """Fill 0 with the preset's default size and check the result against the size rule."""
+    preset = handle.preset
+    width = width or preset.width
+    height = height or preset.height
+    preset.size.check(preset.family, width, height)
+    get_family(preset.family).check_size(width, height)
+    return width, height
+
+
+def _validate(request: GenerationRequest) -> None:
+    if not 0 <= request.seed <= MAX_SEED:
+        raise PresetsError("input_invalid", f"seed {request.seed} is outside 0..{MAX_SEED}.",
+                           "use a seed in that range.")
+    if not 1 <= request.batch_size <= MAX_BATCH:
+        raise PresetsError("input_invalid", f"batch size {request.batch_size} is outside 1..{MAX_BATCH}.",
+                           f"use a batch size from 1 to {MAX_BATCH}.")
+
+
+def _is_host_interrupt(exc: BaseException) -> bool:
+    # ComfyUI's InterruptProcessingException must reach ComfyUI unchanged; matched by name
+    # so the core never imports ComfyUI.
+    return type(exc).__name__ == "InterruptProcessingException"
+
+
+def generate(handle: PipelineHandle, request: GenerationRequest,
+             conditioning: Optional[dict[str, Any]] = None) -> GenerationOutput:
+    """Generate ``request.batch_size`` images with ``handle``'s preset.
+
+    ``conditioning`` (precomputed embeds, e.g. from Flux Redux) replaces the text prompt in
+    the pipeline call; the prompt is still recorded in ``info``.
+    """
+    _validate(request)
+    preset = handle.preset
+    family = get_family(preset.family)
+    width, height = resolve_size(handle, request.width, request.height)
+    prompt = preset.render_prompt(request.prompt)
+    negative: Optional[str] = preset.render_negative(request.negative_prompt)
+    if not preset.negative_prompt:
+        if request.negative_prompt.strip():
+            log.warning("%s does not use negative prompts (%s family); ignoring the negative prompt",
+                        preset.id, preset.family)
+        negative = None
+    log.info("%s: prompt: %s", preset.id, prompt)
+    if negative:
+        log.info("%s: negative prompt: %s", preset.id, negative)
+
+    pipe = handle.pipeline()
+    host = get_host()
+    progress = host.progress(preset.steps)
+    steps_run = 0
+
+    def on_step(index: int, total: int) -> None:
+        nonlocal steps_run
+        steps_run += 1
+        progress.update_absolute(index + 1, total)
+        host.throw_if_interrupted()
+
+    params = SamplingParams(
+        prompt=prompt, negative_prompt=negative, steps=preset.steps, guidance_scale=preset.cfg, width=width,
+        height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,
+        clip_skip=preset.clip_skip, extra=dict(preset.call_args), conditioning=conditioning,
+    )
+    host.throw_if_interrupted()
+    started = time.perf_counter()
+    try:
+        result = family.generate(pipe, params, on_step)
+    except PresetsError:
+        raise
+    except Exception as exc:
+        if _is_host_interrupt(exc):
+            raise
+        raise PresetsError(
+            "generation_failed", f"{preset.id} ({family.pipeline_class}) failed while generating: "
+            f"{type(exc).__name__}: {exc}", "check the inputs; if they are valid, report this with the log.",
+        ) from exc
+    seconds = time.perf_counter() - started
+    log.info("%s: %d image(s) %dx%d, %d steps, cfg %s, sampler %s, seed %d in %.2f s", preset.id,
+             request.batch_size, width, height, steps_run, result.guidance_scale, preset.sampler_label,
+             request.seed, seconds)
+    info = {
+        "preset": preset.id, "family": preset.family, "steps": steps_run, "cfg": result.guidance_scale,
+        "sampler": preset.sampler_label, "seed": request.seed, "width": width, "height": height,
+        "batch_size": request.batch_size, "prompt": prompt, "negative_prompt": negative or "",
+        "source": handle.source.describe(), "seconds": round(seconds, 3),
+    }
+    return GenerationOutput(result.images, info)

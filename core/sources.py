@@ -1,0 +1,164 @@
+"""Turn a preset's ``source`` (or a user's override string) into a local :class:`ModelSource`.
+
+Nothing here downloads: hub sources must already be in the local Hugging Face cache unless
+``DIFFUSERS_PRESETS_ALLOW_DOWNLOAD=1``. Every miss is a ``model_not_found`` that says where
+we looked and how to get the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Optional
+
+from .errors import PresetsError
+from .families.base import ModelSource
+from .host import get_host
+from .presets import Preset, allow_downloads
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+CHECKPOINT_SUFFIXES = (".safetensors", ".sft", ".ckpt")
+
+
+def tiny_models_dir() -> Path:
+    return get_host().cache_dir() / "tiny-models"
+
+
+def ensure_tiny_models() -> dict[str, Path]:
+    """Build the tiny random-weight models on first use (a few seconds) and return their
+    folders by family (plus ``flux_redux``)."""
+    from .families import build_all_tiny
+
+    return build_all_tiny(tiny_models_dir())
+
+
+def _find_in(kind: str, relative: str) -> tuple[Optional[Path], list[Path]]:
+    """Look for ``relative`` as given, then under every folder the host lists for ``kind``."""
+    candidates = [Path(relative).expanduser()]
+    if not candidates[0].is_absolute():
+        candidates += [root / relative for root in get_host().model_folders(kind)]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve(), candidates
+    return None, candidates
+
+
+def _not_found(what: str, looked: list, fix: str) -> PresetsError:
+    places = ", ".join(str(p) for p in looked)
+    return PresetsError("model_not_found", f"{what} was not found (looked in: {places}).", fix)
+
+
+def _hub_cached(repo: str, filename: str, revision: Optional[str]) -> Optional[str]:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, revision=revision)
+    return found if isinstance(found, str) else None
+
+
+def _download_fix(repo: str, revision: Optional[str], filename: Optional[str] = None) -> str:
+    target = f"{repo} {filename}" if filename else repo
+    return (f"download it once with `hf download {target} --revision {revision or 'main'}` "
+            "(or set DIFFUSERS_PRESETS_ALLOW_DOWNLOAD=1 to let the loader download it), "
+            "or point the preset at a local copy with the model override.")
+
+
+def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], config: Optional[str]) -> ModelSource:
+    download = allow_downloads()
+    if filename is None:
+        if not download and _hub_cached(repo, "model_index.json", revision) is None:
+            raise _not_found(f"the Hugging Face repo {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
+                             _download_fix(repo, revision))
+        return ModelSource("hub", repo_id=repo, revision=revision, allow_download=download)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        local = hf_hub_download(repo, filename, revision=revision, local_files_only=not download)
+    except Exception as exc:  # huggingface_hub raises several types for "not cached"
+        raise _not_found(f"{filename} from {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
+                         _download_fix(repo, revision, filename)) from exc
+    return ModelSource("single_file", path=Path(local), config=config, revision=revision, allow_download=download)
+
+
+def _config_ref(config: str) -> str:
+    """A single-file config is a local diffusers folder or a hub repo id."""
+    found, _ = _find_in("diffusers", config)
+    return str(found) if found is not None else config
+
+
+def resolve_source(preset: Preset) -> ModelSource:
+    """The local weights for a preset, or ``model_not_found``."""
+    source = preset.source
+    if source.get("tiny"):
+        return ModelSource("folder", path=ensure_tiny_models()[preset.family])
+    if "repo" in source:
+        config = _config_ref(source["config"]) if "config" in source else None
+        return _hub_source(source["repo"], source.get("revision"), source.get("file"), config)
+    if "folder" in source:
+        found, looked = _find_in("diffusers", source["folder"])
+        if found is None or not (found / "model_index.json").is_file():
+            raise _not_found(f"the diffusers folder '{source['folder']}' of preset {preset.id}", looked,
+                             "put the model's diffusers folder (with model_index.json) there, or fix `source.folder` "
+                             f"in {Path(preset.files[-1]).name}.")
+        return ModelSource("folder", path=found)
+    found, looked = _find_in("checkpoints", source["file"])
+    if found is None:
+        raise _not_found(f"the checkpoint '{source['file']}' of preset {preset.id}", looked,
+                         "put the file into your checkpoints folder, or fix `source.file` in the preset.")
+    return ModelSource("single_file", path=found, config=_config_ref(source["config"]))
+
+
+def source_present(preset: Preset) -> bool:
+    """Whether the preset's weights are on this machine (tiny models always are: they are
+    built on demand)."""
+    if preset.is_tiny:
+        return True
+    try:
+        if "repo" in preset.source and allow_downloads():
+            filename = preset.source.get("file", "model_index.json")
+            return _hub_cached(preset.source["repo"], filename, preset.source.get("revision")) is not None
+        resolve_source(preset)
+    except PresetsError:
+        return False
+    return True
+
+
+def apply_override(preset: Preset, override: str) -> Preset:
+    """Point a preset at other weights while keeping its fixed parameters.
+
+    ``tiny`` → the family's tiny model; an existing folder → a diffusers folder; an existing
+    checkpoint file → single-file (with the preset's `config`); ``org/name[@rev]`` → a hub repo.
+    """
+    override = override.strip()
+    if not override:
+        return preset
+    if override == TINY:
+        return preset.with_tiny_source()
+    folder, looked_folder = _find_in("diffusers", override)
+    if folder is not None and folder.is_dir():
+        return _with_source(preset, {"folder": str(folder)})
+    checkpoint, looked_file = _find_in("checkpoints", override)
+    if checkpoint is not None and checkpoint.is_file() and checkpoint.suffix in CHECKPOINT_SUFFIXES:
+        config = preset.source.get("config")
+        if config is None:
+            raise PresetsError(
+                "input_invalid",
+                f"the model override {override} is a single-file checkpoint, but preset {preset.id} names no "
+                "`config` to build the pipeline from.",
+                "use a preset whose source has `config`, or convert the checkpoint to a diffusers folder.",
+            )
+        return _with_source(preset, {"file": str(checkpoint), "config": config})
+    if _REPO_ID.match(override) and not Path(override).exists():
+        repo, _, revision = override.partition("@")
+        return _with_source(preset, {"repo": repo, "revision": revision or "main"})
+    raise _not_found(f"the model override '{override}'", looked_folder + looked_file,
+                     "give `tiny`, a diffusers folder, a checkpoint file or a Hugging Face repo id (org/name[@revision]).")
+
+
+def _with_source(preset: Preset, source: dict) -> Preset:
+    from dataclasses import replace
+
+    return replace(preset, source=source)

@@ -1,0 +1,57 @@
+"""Test setup: import the pack as ``diffusers_presets`` (the way the runner does) and share
+tiny models between tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import runner  # noqa: E402
+
+runner.load_pack()
+
+
+import pytest  # noqa: E402
+
+from diffusers_presets.core import cache as cache_module  # noqa: E402
+from diffusers_presets.core.host import HeadlessHost, set_host  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache directory per test session, so the tiny models are built once."""
+    path = tmp_path_factory.mktemp("dp-cache")
+    os.environ["DIFFUSERS_PRESETS_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_cache_dir: Path) -> dict[str, Path]:
+    from diffusers_presets.core.sources import ensure_tiny_models
+
+    return ensure_tiny_models()
+
+
+@pytest.fixture
+def host(tiny_cache_dir: Path, tmp_path: Path) -> HeadlessHost:
+    """A fresh headless host whose models folder is empty and whose progress is recorded."""
+    fresh = HeadlessHost()
+    fresh.models_root = tmp_path / "models"
+    fresh.progress_events = []
+    fresh.progress_listener = lambda value, total: fresh.progress_events.append((value, total))
+    set_host(fresh)
+    yield fresh
+    set_host(HeadlessHost())
+
+
+@pytest.fixture
+def fresh_cache() -> cache_module.PipelineCache:
+    """An empty process-wide pipeline cache for tests that count loads."""
+    cache_module._cache = cache_module.PipelineCache(capacity=1)
+    yield cache_module._cache
+    cache_module._cache = None

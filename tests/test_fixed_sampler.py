@@ -1,0 +1,110 @@
+"""PresetLoader → VramProfile → FixedSampler on the tiny models, through the node classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusers_presets.core.errors import Interrupted, PresetsError
+from diffusers_presets.nodes.fixed_sampler import FixedSampler
+from diffusers_presets.nodes.preset_loader import PresetLoader
+from diffusers_presets.nodes.vram_profile import VramProfile
+
+from .test_presets import SHIPPED
+
+
+def run(preset: str, *, prompt: str = "a red fox", seed: int = 1, batch: int = 1, size: int = 64,
+        negative: str = "", override: str = "tiny", profile: str = "auto") -> torch.Tensor:
+    (handle,) = PresetLoader().load(preset, override)
+    (handle,) = VramProfile().apply(handle, profile)
+    (images,) = FixedSampler().sample(handle, prompt, negative, seed, size, size, batch)
+    return images
+
+
+@pytest.mark.parametrize("preset_id", sorted(SHIPPED))
+def test_every_preset_on_tiny_runs_its_fixed_steps_and_cfg(preset_id, host, tiny_models, fresh_cache, caplog) -> None:
+    family, steps, cfg, sampler = SHIPPED[preset_id]
+    with caplog.at_level("INFO"):
+        images = run(preset_id, negative="blurry")
+    assert images.dtype == torch.float32 and images.shape == (1, 64, 64, 3)
+    assert 0.0 <= images.min() and images.max() <= 1.0 and not torch.isnan(images).any()
+    assert [value for value, _ in host.progress_events] == list(range(1, steps + 1))
+    assert all(total == steps for _, total in host.progress_events)
+    assert f"{steps} steps, cfg {cfg}" in caplog.text  # the guidance read back from the pipeline
+    assert f"sampler {sampler or 'pipeline default'}" in caplog.text
+
+
+def test_same_seed_same_image_other_seed_other_image_and_batches(host, tiny_models, fresh_cache) -> None:
+    first = run("demo/sdxl", seed=7)
+    assert torch.equal(first, run("demo/sdxl", seed=7))
+    assert not torch.equal(first, run("demo/sdxl", seed=8))
+    batch = run("demo/sdxl", seed=7, batch=2)
+    assert batch.shape == (2, 64, 64, 3)
+    # Image i of a batch uses seed + i; batched matmuls round differently, hence the tolerance.
+    assert torch.allclose(batch[0], first, atol=2e-3)
+    assert torch.allclose(batch[1], run("demo/sdxl", seed=8), atol=2e-3)
+
+
+def test_ten_generations_load_the_pipeline_once(host, tiny_models, fresh_cache) -> None:
+    for index in range(10):
+        run("flux/schnell", prompt=f"prompt number {index}", seed=index)
+    assert fresh_cache.loads == 1
+
+
+def test_size_that_breaks_the_family_rule(host, tiny_models, fresh_cache) -> None:
+    with pytest.raises(PresetsError) as info:
+        run("flux/dev", size=72)
+    assert info.value.code == "size_invalid"
+    assert "multiple of 16" in info.value.message and "64 or 80" in info.value.fix
+    assert fresh_cache.loads == 0  # refused before any weights were read
+
+
+def test_unknown_preset(host) -> None:
+    with pytest.raises(PresetsError) as info:
+        PresetLoader().load("flux/turbo")
+    assert info.value.code == "preset_not_found"
+
+
+def test_missing_local_model_says_where_it_looked(host, tmp_path: Path) -> None:
+    with pytest.raises(PresetsError) as info:
+        PresetLoader().load("sdxl/illustrious", str(tmp_path / "no-such-folder"))
+    assert info.value.code == "model_not_found"
+    assert "no-such-folder" in info.value.message and info.value.fix
+
+
+def test_hub_weights_not_in_cache_fail_fast_without_network(host, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(PresetsError) as info:
+        PresetLoader().load("flux/dev")
+    assert info.value.code == "model_not_found"
+    assert "black-forest-labs/FLUX.1-dev" in info.value.message and "hf download" in info.value.fix
+
+
+def test_local_diffusers_folder_override(host, tiny_models, fresh_cache) -> None:
+    images = run("zimage/turbo", override=str(tiny_models["zimage"]))
+    assert images.shape == (1, 64, 64, 3)
+
+
+def test_interrupt_stops_between_steps(host, tiny_models, fresh_cache) -> None:
+    def interrupt_at_step_two(value: int, total: int) -> None:
+        if value == 2:
+            host.request_interrupt()
+
+    host.progress_listener = interrupt_at_step_two
+    with pytest.raises(Interrupted):
+        run("demo/flux")
+    host.progress_listener = None
+    assert run("demo/flux").shape == (1, 64, 64, 3)  # the next run is unaffected
+
+
+def test_bad_user_preset_file_is_reported(host, tmp_path: Path, monkeypatch) -> None:
+    user = tmp_path / "user-presets"
+    (user / "flux").mkdir(parents=True)
+    (user / "flux" / "mine.yaml").write_text("steps: -1\n")
+    monkeypatch.setenv("PRESETS_DIR", str(user))
+    with pytest.raises(PresetsError) as info:
+        PresetLoader().load("flux/mine")
+    assert info.value.code == "preset_invalid" and "mine.yaml" in info.value.message
