@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -91,9 +92,14 @@ def _config_ref(config: str) -> str:
 
 def resolve_source(preset: Preset) -> ModelSource:
     """The local weights for a preset, or ``model_not_found``."""
-    source = preset.source
+    return resolve_weights(preset.source, preset.family, preset)
+
+
+def resolve_weights(source: dict, tiny_name: str, preset: Preset) -> ModelSource:
+    """Resolve one weights mapping of ``preset`` (its ``source``, or ``redux`` for Flux Redux).
+    ``tiny_name`` picks the tiny model for ``{tiny: true}`` (a family, or ``flux_redux``)."""
     if source.get("tiny"):
-        return ModelSource("folder", path=ensure_tiny_models()[preset.family])
+        return ModelSource("folder", path=ensure_tiny_models()[tiny_name])
     if "repo" in source:
         config = _config_ref(source["config"]) if "config" in source else None
         return _hub_source(source["repo"], source.get("revision"), source.get("file"), config)
@@ -101,7 +107,7 @@ def resolve_source(preset: Preset) -> ModelSource:
         found, looked = _find_in("diffusers", source["folder"])
         if found is None or not (found / "model_index.json").is_file():
             raise _not_found(f"the diffusers folder '{source['folder']}' of preset {preset.id}", looked,
-                             "put the model's diffusers folder (with model_index.json) there, or fix `source.folder` "
+                             "put the model's diffusers folder (with model_index.json) there, or fix the path "
                              f"in {Path(preset.files[-1]).name}.")
         return ModelSource("folder", path=found)
     found, looked = _find_in("checkpoints", source["file"])
@@ -159,6 +165,4 @@ def apply_override(preset: Preset, override: str) -> Preset:
 
 
 def _with_source(preset: Preset, source: dict) -> Preset:
-    from dataclasses import replace
-
     return replace(preset, source=source)

@@ -11,8 +11,7 @@ from diffusers_presets.core.errors import Interrupted, PresetsError
 from diffusers_presets.nodes.fixed_sampler import FixedSampler
 from diffusers_presets.nodes.preset_loader import PresetLoader
 from diffusers_presets.nodes.vram_profile import VramProfile
-
-from .test_presets import SHIPPED
+from tests.expected import SHIPPED
 
 
 def run(preset: str, *, prompt: str = "a red fox", seed: int = 1, batch: int = 1, size: int = 64,

@@ -8,16 +8,8 @@ import pytest
 
 from diffusers_presets.core.errors import PresetsError
 from diffusers_presets.core.presets import SHIPPED_DIR, PresetRegistry
+from tests.expected import SHIPPED
 
-SHIPPED = {
-    # id: (family, steps, cfg, sampler)
-    "sdxl/illustrious": ("sdxl", 20, 7.0, "euler_a"),
-    "chroma/flash": ("chroma", 4, 4.0, None),
-    "flux/dev": ("flux", 50, 3.5, None),
-    "flux/schnell": ("flux", 4, 0.0, None),
-    "zimage/turbo": ("zimage", 8, 0.0, None),
-    "anima/preview": ("anima", 32, 4.0, None),
-}
 
 
 def user_registry(tmp_path: Path, files: dict[str, str]) -> PresetRegistry:

@@ -17,10 +17,10 @@ from .base import ModelSource
 
 log = logging.getLogger(__name__)
 
-# (name_or_path, **kwargs) -> pipeline; kwargs are torch_dtype, local_files_only and, for
+# (name_or_path, **kwargs) -> pipeline; kwargs are dtype, local_files_only and, for
 # hub repos, revision.
 PretrainedLoader = Callable[..., Any]
-# (checkpoint_path, config=..., torch_dtype=..., local_files_only=True) -> pipeline
+# (checkpoint_path, config=..., dtype=..., local_files_only=True) -> pipeline
 SingleFileLoader = Callable[..., Any]
 
 TINY_MODELS_HINT = "For the offline demo models run `python -m runner tiny-models DIR`."
@@ -36,6 +36,22 @@ def quiet_progress_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def quiet_step_bars(pipe: Any) -> None:
+    """Hide the per-step progress bar (progress is reported through the step callback).
+    A modular pipeline only forwards the setting to its top-level blocks, while the denoise
+    loop sits deeper, so every nested block is set too (on ``_blocks``: the public
+    ``blocks`` property returns a copy)."""
+    pipe.set_progress_bar_config(disable=True)
+    pending = [getattr(pipe, "_blocks", None)]
+    while pending:
+        block = pending.pop()
+        if block is None:
+            continue
+        if hasattr(block, "set_progress_bar_config"):
+            block.set_progress_bar_config(disable=True)
+        pending.extend(getattr(block, "sub_blocks", {}).values())
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for error messages that must stay on one line."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
@@ -48,10 +64,14 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _hub_download_fix(repo_id: str, revision: Optional[str]) -> str:
+def _cli_download(repo_id: str, revision: Optional[str]) -> str:
     rev = f" --revision {revision}" if revision else ""
+    return f"`huggingface-cli download {repo_id}{rev}`"
+
+
+def _hub_download_fix(repo_id: str, revision: Optional[str]) -> str:
     return (
-        f"download it with `huggingface-cli download {repo_id}{rev}`, or set {ALLOW_DOWNLOAD_ENV}=1 "
+        f"download it with {_cli_download(repo_id, revision)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
         f"to let the preset download it. {TINY_MODELS_HINT}"
     )
 
@@ -60,9 +80,17 @@ def is_hub_repo_cached(repo_id: str, revision: Optional[str], index_files: tuple
     """True when one of the pipeline index files of ``repo_id@revision`` is in the local cache.
     Only looks at the cache on disk; never asks the hub."""
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
     for filename in index_files:
-        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+        try:
+            found = try_to_load_from_cache(repo_id, filename, revision=revision)
+        except HFValidationError as exc:
+            raise PresetsError(
+                "preset_invalid",
+                f"{repo_id!r} is not a valid Hugging Face repo id: {one_line(exc)}",
+                "use `owner/name`, or a local folder path.",
+            ) from exc
         if isinstance(found, str):
             return True
     return False
@@ -123,7 +151,6 @@ def load_pipeline(
     ``from_pretrained`` loads a diffusers folder or hub repo; ``from_single_file`` loads a
     checkpoint file with a config, or is None when the family cannot do that.
     """
-    quiet_progress_bars()
     kind = source.kind
     if kind == "folder":
         if source.path is None:
@@ -132,7 +159,7 @@ def load_pipeline(
         _check_folder(family, folder, index_files)
         where = str(folder)
         pipe = _attempt(
-            family, where, source, lambda: from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+            family, where, source, lambda: from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         )
     elif kind == "hub":
         if not source.repo_id:
@@ -152,7 +179,7 @@ def load_pipeline(
             lambda: from_pretrained(
                 source.repo_id,
                 revision=source.revision,
-                torch_dtype=dtype,
+                dtype=dtype,
                 local_files_only=not source.allow_download,
             ),
         )
@@ -164,7 +191,7 @@ def load_pipeline(
             f"unknown model source kind {kind!r} for the {family} family.",
             "use one of: hub, folder, single_file.",
         )
-    pipe.set_progress_bar_config(disable=True)
+    quiet_step_bars(pipe)
     log.info("loaded %s pipeline from %s", family, source.describe())
     return pipe
 
@@ -199,7 +226,7 @@ def _load_single_file(
             "set `config` to a local diffusers folder or a hub repo id already in the cache.",
         )
     config_dir = Path(config).expanduser()
-    if config_dir.is_dir():
+    if config_dir.is_dir() or config_dir.is_absolute() or config.startswith((".", "~")):
         _check_folder(family, config_dir, index_files)
         config = str(config_dir)
     elif not is_hub_repo_cached(config, None, index_files):
@@ -213,11 +240,14 @@ def _load_single_file(
         family,
         str(path),
         source,
-        lambda: from_single_file(str(path), config=config, torch_dtype=dtype, local_files_only=True),
+        lambda: from_single_file(str(path), config=config, dtype=dtype, local_files_only=True),
     )
 
 
 def _attempt(family: str, where: str, source: ModelSource, load: Callable[[], Any]) -> Any:
+    # Sources are checked before this point without importing diffusers, so a missing
+    # model is reported at once.
+    quiet_progress_bars()
     try:
         return load()
     except PresetsError:
@@ -238,7 +268,8 @@ def _attempt(family: str, where: str, source: ModelSource, load: Callable[[], An
             raise PresetsError(
                 "download_failed",
                 f"downloading the {family} model {where} failed: {one_line(exc)}",
-                f"check the network connection and retry, or {_hub_download_fix(source.repo_id, source.revision)}",
+                f"check the network connection and retry, or download it yourself with "
+                f"{_cli_download(source.repo_id, source.revision)}.",
             ) from exc
         raise PresetsError(
             "model_load_failed",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..errors import PresetsError
-from ._loading import load_pipeline, one_line
+from ._loading import load_pipeline, one_line, quiet_progress_bars
 from .base import Family, GenerationResult, ModelSource, SamplingParams, StepCallback
 
 log = logging.getLogger(__name__)
@@ -62,23 +62,10 @@ def seeded_build(seed: int = 0) -> Iterator[None]:
 
 
 def images_to_bhwc(images: Any) -> Any:
-    """Pipeline output (``pt`` [B,3,H,W], ``np`` [B,H,W,3] or PIL list) -> float32 [B,H,W,3] in 0..1 on the CPU."""
-    import numpy as np
+    """``output_type="pt"`` images ([B,3,H,W], 0..1) -> float32 [B,H,W,3] in 0..1 on the CPU."""
     import torch
 
-    if isinstance(images, list) and images and not isinstance(images[0], torch.Tensor):
-        images = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
-    if isinstance(images, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(images))
-    elif isinstance(images, list):
-        tensor = torch.stack(images)
-    else:
-        tensor = images
-        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[-1] != 3:
-            tensor = tensor.permute(0, 2, 3, 1)
-    if tensor.ndim == 3:
-        tensor = tensor.unsqueeze(0)
-    return tensor.detach().to("cpu", torch.float32).clamp(0.0, 1.0).contiguous()
+    return images.detach().permute(0, 2, 3, 1).to("cpu", torch.float32).clamp(0.0, 1.0).contiguous()
 
 
 class DiffusersFamily(Family):
@@ -88,6 +75,7 @@ class DiffusersFamily(Family):
     supports_clip_skip: bool = False
     # Files whose presence marks a complete diffusers folder (written by save_pretrained).
     index_files: tuple[str, ...] = ("model_index.json",)
+    tiny_save_kwargs: dict[str, Any] = {}
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -97,20 +85,27 @@ class DiffusersFamily(Family):
         return getattr(diffusers, self.pipeline_class)
 
     def load(self, source: ModelSource, dtype: Any) -> Any:
-        cls = self.pipeline_cls()
+        # diffusers is imported only once the source checks passed (see _loading).
+        def from_pretrained(name_or_path: str, **kwargs: Any) -> Any:
+            return self.pipeline_cls().from_pretrained(name_or_path, **kwargs)
+
+        def from_single_file(path: str, **kwargs: Any) -> Any:
+            return self.pipeline_cls().from_single_file(path, **kwargs)
+
         return load_pipeline(
             self.name,
             source,
             dtype,
-            from_pretrained=cls.from_pretrained,
-            from_single_file=getattr(cls, "from_single_file", None),
+            from_pretrained=from_pretrained,
+            from_single_file=from_single_file,
             index_files=self.index_files,
         )
 
     def build_tiny(self, dest: Path) -> None:
+        quiet_progress_bars()
         with seeded_build():
             pipe = self.tiny_pipeline()
-        pipe.save_pretrained(str(dest))
+        pipe.save_pretrained(str(dest), **self.tiny_save_kwargs)
         log.info("wrote tiny %s pipeline to %s", self.name, dest)
 
     def tiny_pipeline(self) -> Any:
@@ -187,7 +182,7 @@ class DiffusersFamily(Family):
                 "use the preset fields (prompt, steps, cfg, size, seed, sampler, clip_skip) instead.",
             )
         accepted = self.accepted_call_args(pipe)
-        unknown = sorted(k for k in extra if accepted is not None and k not in accepted)
+        unknown = sorted(k for k in extra if k not in accepted)
         if unknown:
             raise PresetsError(
                 "preset_invalid",
@@ -196,8 +191,8 @@ class DiffusersFamily(Family):
             )
         return dict(extra)
 
-    def accepted_call_args(self, pipe: Any) -> Optional[set[str]]:
-        """Names the pipeline's ``__call__`` accepts (None = cannot tell)."""
+    def accepted_call_args(self, pipe: Any) -> set[str]:
+        """Names the pipeline's ``__call__`` accepts."""
         params = inspect.signature(type(pipe).__call__).parameters.values()
         return {p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name != "self"}
 

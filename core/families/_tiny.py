@@ -17,10 +17,13 @@ QWEN_HIDDEN = 16
 
 
 def autoencoder_kl(latent_channels: int) -> Any:
-    """4-level AutoencoderKL: latent_channels 4 (SDXL) or 16 (Flux, Chroma, Z-Image)."""
+    """4-level AutoencoderKL: latent_channels 4 (SDXL) or 16 (the Flux VAE that Flux, Chroma
+    and Z-Image share, which also has a shift factor and no quant convs)."""
     from diffusers import AutoencoderKL
 
+    flux_vae = dict(scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False)
     return AutoencoderKL(
+        **(flux_vae if latent_channels == 16 else {}),
         in_channels=3,
         out_channels=3,
         latent_channels=latent_channels,

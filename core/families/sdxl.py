@@ -11,16 +11,12 @@ from . import _tiny
 from ._pipeline import DiffusersFamily, SamplerTable
 from ._tokenizers import clip_tokenizer
 
+# The sampler names presets may use (core.presets.SAMPLERS).
 SDXL_SAMPLERS: SamplerTable = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
     "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_karras": (
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
-    ),
     "ddim": ("DDIMScheduler", {}),
-    "unipc": ("UniPCMultistepScheduler", {}),
 }
 
 

@@ -1,0 +1,312 @@
+"""``python -m runner``: run a ComfyUI workflow headless.
+
+    python -m runner WORKFLOW [--output-dir DIR] [--input-dir DIR] [--models-dir DIR]
+                     [--set NODE_ID.INPUT=VALUE ...] [--model PRESET=SOURCE ...] [--json]
+    python -m runner presets [--json]          (model_commands)
+    python -m runner tiny-models DIR           (model_commands)
+
+Exit codes: 0 success, 1 execution error, 2 invalid workflow, 130 interrupted.
+Progress goes to stderr, the summary to stdout (``--json``: machine-readable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+from ..core.errors import PresetsError
+from ..core.host import HeadlessHost, get_host
+from . import core_nodes
+from .convert import convert_workflow
+from .engine import Engine, PromptResult, ValidationResult
+from .engine.schema import display_title, node_schema
+from .host_setup import configure_host, parse_assignment
+from .workflow_io import read_workflow
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+SUBCOMMANDS = ("presets", "tiny-models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner",
+        description="Run a ComfyUI workflow (UI or API JSON, a PNG with embedded metadata, or - "
+        "for stdin) without ComfyUI. Other commands: 'presets', 'tiny-models DIR'.",
+    )
+    parser.add_argument("workflow", help="workflow .json, a .png saved by ComfyUI, or - for stdin")
+    parser.add_argument("--output-dir", type=Path, default=Path("output"), help="where SaveImage writes (default ./output)")
+    parser.add_argument("--input-dir", type=Path, default=Path("input"), help="where LoadImage reads (default ./input)")
+    parser.add_argument("--temp-dir", type=Path, default=Path("temp"), help="where PreviewImage writes (default ./temp)")
+    parser.add_argument("--models-dir", type=Path, help="models folder (default $MODEL_BASE_PATH, else ./models)")
+    parser.add_argument(
+        "--extra-model-paths", type=Path, action="append", default=[], metavar="YAML",
+        help="a ComfyUI extra_model_paths.yaml (./extra_model_paths.yaml is read automatically)",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
+        help="override an input; VALUE is JSON if it parses, else a string (repeatable)",
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="PRESET=SOURCE",
+        help="load PRESET's weights from SOURCE: 'tiny', a folder or a file (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        from . import model_commands
+
+        command = model_commands.presets_command if argv[0] == "presets" else model_commands.tiny_models_command
+        return command(argv[1:])
+    if argv and argv[0] == "serve":
+        print("'serve' is not available yet: the HTTP server is planned but not part of this version.", file=sys.stderr)
+        return EXIT_INVALID
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return run_workflow(args)
+
+
+# --- preparing the prompt -----------------------------------------------------------------------------
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(prompt: dict, assignments: list[str], registry: dict[str, type]) -> None:
+    """``--set NODE_ID.INPUT=VALUE`` on the API prompt."""
+    for text in assignments:
+        target, value = parse_assignment(text, "--set", "NODE_ID.INPUT=VALUE", "3.seed=42")
+        node_id, dot, name = target.rpartition(".")
+        if not dot or not node_id or not name:
+            raise PresetsError("workflow_invalid", f"--set {text!r}: expected NODE_ID.INPUT=VALUE.", "Example: --set 3.seed=42")
+        node = prompt.get(node_id)
+        if node is None:
+            raise PresetsError(
+                "workflow_invalid",
+                f"--set {text!r}: the workflow has no node {node_id!r}.",
+                f"Use one of the node ids: {', '.join(sorted(prompt, key=_natural))}.",
+            )
+        class_def = registry.get(node.get("class_type"))
+        if class_def is not None:
+            declared = node_schema(class_def).order
+            if name not in declared:
+                raise PresetsError(
+                    "workflow_invalid",
+                    f"--set {text!r}: node {node_id} ({node['class_type']}) has no input {name!r}.",
+                    f"Its inputs are: {', '.join(declared)}.",
+                )
+        node.setdefault("inputs", {})[name] = _parse_value(value)
+
+
+def _natural(node_id: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in node_id.split(":")), node_id
+
+
+def load_prompt(source: str, registry: dict[str, type]) -> tuple[dict, dict]:
+    """(API prompt, extra_data) from a workflow file; a PNG's own prompt is reused as is."""
+    workflow = read_workflow(source)
+    extra_data: dict = {}
+    if workflow.ui is not None:
+        extra_data["extra_pnginfo"] = {"workflow": workflow.ui}
+    if workflow.prompt is not None:
+        return workflow.prompt, extra_data
+    return convert_workflow(workflow.ui, registry, core_nodes.display_names()), extra_data
+
+
+# --- reporting -------------------------------------------------------------------------------------------
+class ConsoleReporter:
+    """Renders engine events on stderr: a progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, prompt: dict, stream: TextIO) -> None:
+        self.prompt = prompt
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.bar_open = False
+
+    def _line(self, text: str) -> None:
+        if self.bar_open:
+            self.stream.write("\n")
+            self.bar_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: str, data: dict) -> None:
+        if event == "execution_cached" and data["nodes"]:
+            self._line(f"cached: {len(data['nodes'])} node(s) unchanged since the last run")
+        elif event == "executing":
+            node_id = data["node"]
+            node = self.prompt[node_id]
+            self._line(f"▶ node {node_id} {display_title(node, node_id)!r} ({node['class_type']})")
+        elif event == "progress":
+            value, total = data["value"], data["max"]
+            if self.tty:
+                width = 30
+                filled = int(width * value / max(total, 1))
+                self.stream.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] step {value}/{total}")
+                self.stream.flush()
+                self.bar_open = True
+            else:
+                self._line(f"  step {value}/{total}")
+        elif event == "executed" and self.bar_open:
+            self._line("")
+
+
+def _files(result: PromptResult) -> dict[str, list[dict]]:
+    files: dict[str, list[dict]] = {}
+    for node_id, ui in result.outputs.items():
+        for value in ui.values():
+            if isinstance(value, list):
+                files.setdefault(node_id, []).extend(
+                    {k: item[k] for k in ("filename", "subfolder", "type")}
+                    for item in value
+                    if isinstance(item, dict) and "filename" in item
+                )
+    return files
+
+
+def _file_path(item: dict) -> Path:
+    return core_nodes.DIRECTORIES.by_type(item["type"]) / item["subfolder"] / item["filename"]
+
+
+def _print_invalid(validation: ValidationResult, prompt: dict, stream: TextIO) -> None:
+    stream.write("The workflow is invalid:\n")
+    for node_id, entry in validation.node_errors.items():
+        node = prompt.get(node_id, {})
+        title = display_title(node, node_id) if isinstance(node, dict) else node_id
+        for error in entry["errors"]:
+            name = error["extra_info"].get("input_name")
+            where = f"node {node_id} {title!r} ({entry['class_type']})" + (f", input {name!r}" if name else "")
+            stream.write(f"  {where}: {error['message']}" + (f": {error['details']}" if error["details"] else "") + "\n")
+    if not validation.node_errors and validation.error:
+        stream.write(f"  {validation.error['message']}" + (f": {validation.error['details']}" if validation.error["details"] else "") + "\n")
+
+
+def _summary(result: PromptResult, prompt: dict, elapsed: float) -> dict:
+    files = _files(result)
+    return {
+        "prompt_id": result.prompt_id,
+        "status": result.status,
+        "seconds": round(elapsed, 3),
+        "outputs": {
+            node_id: {
+                "class_type": prompt[node_id]["class_type"],
+                "title": display_title(prompt[node_id], node_id),
+                "files": items,
+            }
+            for node_id, items in files.items()
+        },
+        "error": result.error,
+    }
+
+
+# --- running -------------------------------------------------------------------------------------------
+class _InterruptHandler:
+    """First Ctrl-C: stop at the next step; second: abort now."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.pressed = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "_InterruptHandler":
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        self.engine.interrupt()
+        sys.stderr.write("\nInterrupting at the next step (Ctrl-C again to abort now)...\n")
+
+
+def _emit_json(payload: dict) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def run_workflow(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    host = get_host()
+    if not isinstance(host, HeadlessHost):
+        raise RuntimeError("the runner needs the headless host; it cannot run inside ComfyUI")
+    try:
+        configure_host(
+            host,
+            models_dir=args.models_dir,
+            extra_paths_files=args.extra_model_paths,
+            model_overrides=dict(
+                parse_assignment(text, "--model", "PRESET=SOURCE", "sdxl/illustrious=tiny") for text in args.model
+            ),
+        )
+        core_nodes.set_directories(output=args.output_dir, input=args.input_dir, temp=args.temp_dir)
+        registry = core_nodes.node_registry()
+        prompt, extra_data = load_prompt(args.workflow, registry)
+        apply_overrides(prompt, args.set, registry)
+    except PresetsError as ex:
+        if args.json:
+            _emit_json({"prompt_id": None, "status": "invalid", "error": ex.to_dict(), "node_errors": {}})
+        print(f"error: {ex}", file=sys.stderr)
+        return EXIT_INVALID
+
+    engine = Engine(registry, host)
+    validation = engine.validate(prompt)
+    if not validation.ok or validation.node_errors:
+        if args.json:
+            _emit_json({"prompt_id": None, "status": "invalid", **validation.to_response()})
+        _print_invalid(validation, prompt, sys.stderr)
+        return EXIT_INVALID
+
+    reporter = ConsoleReporter(validation.prompt, sys.stderr)
+    try:
+        with _InterruptHandler(engine):
+            result = engine.run(validation, str(uuid.uuid4()), extra_data, reporter)
+    except KeyboardInterrupt:
+        print("\nAborted.", file=sys.stderr)
+        if args.json:
+            _emit_json({"prompt_id": None, "status": "interrupted", "outputs": {}, "error": None})
+        return EXIT_INTERRUPTED
+    elapsed = time.perf_counter() - started
+    summary = _summary(result, validation.prompt, elapsed)
+    if args.json:
+        _emit_json(summary)
+    if result.status == "interrupted":
+        print(f"Interrupted at node {result.error['node_id']}; no partial files were written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.status == "error":
+        error = result.error
+        node = validation.prompt[error["node_id"]]
+        print(
+            f"error in node {error['node_id']} {display_title(node, error['node_id'])!r} ({error['node_type']}): "
+            f"{error['exception_message']}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if not args.json:
+        files = [item for items in _files(result).values() for item in items]
+        print(f"Done in {elapsed:.1f} s: {len(files)} file(s).")
+        for item in files:
+            print(f"  {_file_path(item)}")
+    return EXIT_OK

@@ -1,0 +1,203 @@
+"""The CLI end to end with the headless core nodes: exit codes, messages, --json, PNG round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from diffusers_presets.core.host import get_host
+from diffusers_presets.runner import cli, core_nodes
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input").mkdir()
+    Image.new("RGBA", (16, 8), (200, 10, 10, 64)).save(tmp_path / "input" / "red.png")
+    host = get_host()
+    saved = (host.models_root, dict(host.extra_folders), dict(host.model_overrides))
+    yield tmp_path
+    host.models_root, host.extra_folders, host.model_overrides = saved[0], saved[1], saved[2]
+    core_nodes.set_directories(Path.cwd() / "output", Path.cwd() / "input", Path.cwd() / "temp")
+
+
+def api_workflow(prefix="run/img"):
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "red.png"}, "_meta": {"title": "Load"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    }
+
+
+def write(path: Path, data) -> str:
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data, encoding="utf-8")
+    return str(path)
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_api_workflow_runs_and_saves(workdir, capsys):
+    code, out, err = run_cli(capsys, write(workdir / "wf.json", api_workflow()), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "success" and summary["prompt_id"]
+    assert summary["outputs"] == {
+        "2": {"class_type": "SaveImage", "title": "SaveImage",
+              "files": [{"filename": "img_00001_.png", "subfolder": "run", "type": "output"}]}
+    }
+    assert "▶ node 1 'Load' (LoadImage)" in err
+    assert (workdir / "output" / "run" / "img_00001_.png").is_file()
+    code, out, _ = run_cli(capsys, str(workdir / "wf.json"))
+    assert code == 0
+    assert "img_00002_.png" in out  # the counter continues
+
+
+def test_png_round_trip_gives_the_same_prompt_and_pixels(workdir, capsys):
+    ui = {"nodes": [], "links": [], "version": 0.4, "extra": {"note": "kept"}}
+    request = {"prompt": api_workflow("first"), "extra_data": {"extra_pnginfo": {"workflow": ui}}}
+    # a /prompt request body carries both the prompt and the UI workflow
+    assert run_cli(capsys, write(workdir / "wf.json", request))[0] == 0
+    first = workdir / "output" / "first_00001_.png"
+    chunks = Image.open(first).text
+    assert json.loads(chunks["workflow"]) == ui
+    prompt = json.loads(chunks["prompt"])
+    assert prompt == api_workflow("first")
+    assert run_cli(capsys, str(first), "--set", "2.filename_prefix=second")[0] == 0
+    second = workdir / "output" / "second_00001_.png"
+    again = json.loads(Image.open(second).text["prompt"])
+    again["2"]["inputs"]["filename_prefix"] = "first"
+    assert again == prompt
+    assert json.loads(Image.open(second).text["workflow"]) == ui
+    assert list(Image.open(first).getdata()) == list(Image.open(second).getdata())
+
+
+def test_ui_workflow_embeds_the_workflow(workdir, capsys):
+    ui = {
+        "version": 0.4, "links": [[1, 1, 0, 2, 0, "IMAGE"]],
+        "nodes": [
+            {"id": 1, "type": "LoadImage", "mode": 0, "inputs": [], "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": ["red.png", "image"]},
+            {"id": 2, "type": "SaveImage", "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 1}], "outputs": [], "widgets_values": ["ui_%date:yyyy%"]},
+        ],
+    }
+    code, out, err = run_cli(capsys, write(workdir / "ui.json", ui), "--json")
+    assert code == 0, err
+    (item,) = json.loads(out)["outputs"]["2"]["files"]
+    saved = workdir / "output" / item["filename"]
+    assert json.loads(Image.open(saved).text["workflow"]) == ui
+    assert json.loads(Image.open(saved).text["prompt"])["2"]["_meta"] == {"title": "Save Image"}
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('{"1": {"class_type": "SaveImage", "inp', "not valid JSON"),
+        ("", "empty"),
+        ("[1, 2]", "neither a ComfyUI workflow"),
+    ],
+)
+def test_unreadable_json(workdir, capsys, content, needle):
+    code, _, err = run_cli(capsys, write(workdir / "bad.json", content))
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_non_utf8_and_png_without_metadata(workdir, capsys):
+    (workdir / "latin1.json").write_bytes('{"a": "é"}'.encode("latin-1"))
+    code, _, err = run_cli(capsys, str(workdir / "latin1.json"))
+    assert code == 2 and "not UTF-8" in err
+    Image.new("RGB", (4, 4)).save(workdir / "plain.png")
+    code, _, err = run_cli(capsys, str(workdir / "plain.png"))
+    assert code == 2 and "no embedded ComfyUI workflow" in err
+    (workdir / "cut.png").write_bytes((workdir / "plain.png").read_bytes()[:20])
+    code, _, err = run_cli(capsys, str(workdir / "cut.png"))
+    assert code == 2 and "Traceback" not in err
+    code, _, err = run_cli(capsys, str(workdir / "missing.json"))
+    assert code == 2 and "file not found" in err
+
+
+@pytest.mark.parametrize(
+    "change,needles",
+    [
+        (lambda p: p["2"]["inputs"].update(images=["9", 0]), ["node 2", "'images'", "does not exist"]),
+        (lambda p: p["1"]["inputs"].update(image="nope.png"), ["Invalid image file: nope.png"]),
+        (lambda p: p.update({"3": {"class_type": "KSampler", "inputs": {}}}), ["node 3", "ComfyUI core node"]),
+    ],
+)
+def test_invalid_workflows_list_every_error(workdir, capsys, change, needles):
+    prompt = api_workflow()
+    change(prompt)
+    code, out, err = run_cli(capsys, write(workdir / "wf.json", prompt))
+    assert code == 2 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+    code, out, _ = run_cli(capsys, str(workdir / "wf.json"), "--json")
+    assert json.loads(out)["status"] == "invalid" and json.loads(out)["node_errors"]
+
+
+def test_set_overrides(workdir, capsys):
+    path = write(workdir / "wf.json", {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": 1}},
+        "2": {"class_type": "PreviewAny", "inputs": {}},
+    })
+    code, _, err = run_cli(capsys, path, "--set", "7.value=3")
+    assert code == 2 and "no node '7'" in err
+    code, _, err = run_cli(capsys, path, "--set", "1.vlue=3")
+    assert code == 2 and "has no input 'vlue'" in err and "value" in err
+    code, _, err = run_cli(capsys, path, "--set", "novalue")
+    assert code == 2 and "NODE_ID.INPUT=VALUE" in err
+    # validation stops a pack workflow before any model loads
+    sampler = {
+        "1": {"class_type": "PresetLoader", "inputs": {"preset": "demo/sdxl"}},
+        "2": {"class_type": "FixedSampler", "inputs": {"pipeline": ["1", 0], "prompt": "a cat", "negative_prompt": "",
+                                                       "seed": 1, "width": 0, "height": 0, "batch_size": 1}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    path = write(workdir / "wf2.json", sampler)
+    code, _, err = run_cli(capsys, path, "--set", '2.seed="abc"')
+    assert code == 2 and "Failed to convert an input value to a INT value" in err
+    code, _, err = run_cli(capsys, path, "--set", "2.width=99999")
+    assert code == 2 and "bigger than max" in err and "node 2" in err and "'width'" in err
+    code, _, err = run_cli(capsys, path, "--set", "1.preset=nope/nope")
+    assert code == 2 and "Value not in list" in err
+
+
+def test_execution_error_exit_1(workdir, capsys):
+    prompt = api_workflow()
+    prompt["2"]["inputs"]["filename_prefix"] = "../../escape"
+    code, out, err = run_cli(capsys, write(workdir / "wf.json", prompt), "--json")
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["status"] == "error" and summary["error"]["node_id"] == "2"
+    assert "error in node 2 'SaveImage' (SaveImage): Saving image outside the output folder" in err
+
+
+def test_model_overrides_and_models_dir(workdir, capsys, monkeypatch):
+    (workdir / "extra_model_paths.yaml").write_text("comfy:\n  base_path: /srv/comfy\n  checkpoints: models/checkpoints\n  unet: |\n    models/unet\n    more/unet\n")
+    code, _, _ = run_cli(capsys, write(workdir / "wf.json", api_workflow()), "--model", "sdxl/illustrious=tiny", "--models-dir", str(workdir / "m"))
+    assert code == 0
+    host = get_host()
+    assert host.model_overrides["sdxl/illustrious"] == "tiny"
+    assert host.models_dir() == workdir / "m"
+    assert host.extra_folders["checkpoints"] == [Path("/srv/comfy/models/checkpoints")]
+    assert host.extra_folders["diffusion_models"] == [Path("/srv/comfy/models/unet"), Path("/srv/comfy/more/unet")]
+    code, _, err = run_cli(capsys, str(workdir / "wf.json"), "--model", "oops")
+    assert code == 2 and "PRESET=SOURCE" in err
+
+
+def test_serve_is_reserved(capsys):
+    code, _, err = run_cli(capsys, "serve")
+    assert code == 2 and "not available yet" in err
+
+
+def test_stdin(workdir, capsys, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(api_workflow()).encode())))
+    code, _, err = run_cli(capsys, "-")
+    assert code == 0, err
