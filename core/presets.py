@@ -32,6 +32,7 @@ FAMILY_NAMES = ("sdxl", "chroma", "flux", "zimage", "anima")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_STYLES = ("tags", "natural")
 SAMPLERS = ("euler_a", "euler", "dpmpp_2m", "ddim")
+TINY_SIZE = 64
 
 # field -> (python types, description of what is allowed). Every key a preset may have.
 _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -109,11 +110,13 @@ class Preset:
 
     def with_tiny_source(self) -> "Preset":
         """The same fixed parameters on the family's tiny random-weight model (the ``tiny``
-        override). Tiny models are float32 and accept any size down to 64 px."""
+        override). Tiny models are float32 and default to 64x64: they exist to exercise the
+        whole path quickly, and their position embeddings do not cover real sizes."""
         if self.is_tiny:
             return self
         tiny_redux = {"tiny": True} if self.redux is not None else None
-        return replace(self, source={"tiny": True}, dtype="float32", redux=tiny_redux)
+        return replace(self, source={"tiny": True}, dtype="float32", redux=tiny_redux, width=TINY_SIZE,
+                       height=TINY_SIZE)
 
     def render_prompt(self, prompt: str) -> str:
         return self.prompt_template.replace("{prompt}", prompt.strip()).strip(" ,")

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from .cache import pipeline_cache, torch_dtype
 from .errors import PresetsError
 from .families import REDUX_DIR
+from .families._loading import one_line
 from .families.base import ModelSource
 from .handle import PipelineHandle
 from .host import get_host
@@ -74,6 +75,9 @@ def check_image(image: Any, label: str) -> None:
     if not isinstance(image, torch.Tensor):
         raise invalid(f"is a {type(image).__name__}, not an IMAGE.", "connect an IMAGE output (e.g. LoadImage's IMAGE).")
     shape = tuple(image.shape)
+    if image.ndim == 3 and shape[-1] == 3:
+        raise invalid(f"has shape {shape}: an IMAGE needs a batch dimension, [batch, height, width, 3].",
+                      "add the batch dimension (image[None]) or pass the node's IMAGE output unchanged.")
     if image.ndim in (2, 3):
         raise invalid(f"has shape {shape}: that is a MASK ([batch, height, width]), not an IMAGE "
                       "([batch, height, width, 3]).",
@@ -101,7 +105,7 @@ def _check_inputs(handle: PipelineHandle, references: Sequence[Reference], promp
     if not references:
         raise PresetsError("input_invalid", "FluxRedux got no reference image.", "connect a reference IMAGE.")
     for index, (image, weight) in enumerate(references, start=1):
-        label = "the reference image" if index == 1 else f"reference {index}"
+        label = "reference" if index == 1 else f"reference_{index}"  # the node's input names
         check_image(image, label)
         if not (math.isfinite(weight) and weight >= 0):
             raise PresetsError("input_invalid", f"the weight of {label} is {weight}.", "use a weight of 0 or more.")
@@ -142,7 +146,7 @@ def redux_pipeline(handle: PipelineHandle, source: ModelSource) -> Any:
     return pipeline_cache().companion(handle, f"redux:{source.cache_token()}", load)
 
 
-def _to_pil(images: Any) -> list:
+def to_pil_images(images: Any) -> list:
     """IMAGE [B,H,W,3] 0..1 → PIL images, the input FluxPriorReduxPipeline's processor expects
     (it rescales by 1/255, so float tensors in 0..1 would come out black)."""
     import torch
@@ -157,7 +161,7 @@ def _image_tokens(redux: Any, references: Sequence[Reference]) -> Any:
     import torch
 
     used = [(image, weight) for image, weight in references if weight > 0]
-    pictures = [picture for image, _ in used for picture in _to_pil(image)]
+    pictures = [picture for image, _ in used for picture in to_pil_images(image)]
     weights = [weight for image, weight in used for _ in range(image.shape[0])]
     total = sum(weights)
     hidden = redux.encode_image(pictures, redux._execution_device, 1)
@@ -201,25 +205,32 @@ def _conditioning(handle: PipelineHandle, source: ModelSource, references: Seque
     text_weight, image_weight = balance_weights(prompt_balance)
     rendered = handle.preset.render_prompt(prompt) if prompt.strip() else ""
     get_host().throw_if_interrupted()
-    with torch.no_grad():
-        text, pooled = _text_embeds(redux, rendered, text_weight)
-        image = _image_tokens(redux, references)
-        embeds = torch.cat([text, image.to(text.dtype) * image_weight], dim=1)
+    try:
+        with torch.no_grad():
+            text, pooled = _text_embeds(redux, rendered, text_weight)
+            image = _image_tokens(redux, references)
+            embeds = torch.cat([text, image.to(text.dtype) * image_weight], dim=1)
+    except Exception as exc:
+        raise PresetsError("generation_failed", f"{handle.preset.id}: FluxPriorReduxPipeline failed while encoding "
+                           f"the references: {one_line(exc)}",
+                           "check the reference images; if they are valid, report this with the log.") from exc
+    pictures = sum(int(image.shape[0]) for image, weight in references if weight > 0)
     log.info("%s: Redux conditioning from %d reference image(s), prompt balance %.2f (text weight %.2f, "
-             "image weight %.2f)", handle.preset.id, sum(int(i.shape[0]) for i, w in references if w > 0),
-             prompt_balance, text_weight, image_weight)
+             "image weight %.2f)", handle.preset.id, pictures, prompt_balance, text_weight, image_weight)
     return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
 
 def redux_generate(handle: PipelineHandle, references: Sequence[Reference], request: GenerationRequest,
                    prompt_balance: float = 0.5) -> GenerationOutput:
     """Generate ``request.batch_size`` images from the references (and ``request.prompt``) with
-    the preset's fixed steps and guidance. Every input is checked before any weights load."""
+    the preset's fixed steps and guidance. The family, images, weights, balance, size and the
+    Redux weights' location are checked before any weights load (seed and batch size by
+    ``generate``)."""
     _check_inputs(handle, references, prompt_balance)
     resolve_size(handle, request.width, request.height)
     source = redux_source(handle)
     conditioning = _conditioning(handle, source, references, request.prompt, prompt_balance)
     output = generate(handle, request, conditioning=conditioning)
-    output.info.update(redux_references=[float(w) for image, w in references for _ in range(image.shape[0])],
+    output.info.update(redux_weights=[float(weight) for image, weight in references for _ in range(image.shape[0])],
                        prompt_balance=prompt_balance, redux_source=source.describe())
     return output

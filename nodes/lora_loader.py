@@ -54,8 +54,8 @@ class CivitaiLoraLoader:
                                          "ID@VERSION, ID), Civitai URL, https URL of a .safetensors file, "
                                          "hf://owner/repo/file.safetensors or a local path. Never put an API key "
                                          "here: set CIVITAI_API_KEY instead."}),
-                "strength": ("FLOAT", {"default": 1.0, **WEIGHT, "tooltip": "LoRA weight, 0.0-2.0 (0 = no effect). "
-                                       "Changing it does not reload anything."}),
+                "strength": ("FLOAT", {"default": 1.0, **WEIGHT, "tooltip": "LoRA weight, 0.0-2.0 (0 = no effect; "
+                                       "1.0 on a catalog entry = the catalog's strength). Changing it reloads nothing."}),
                 "trigger_weight": ("FLOAT", {"default": 0.5, **WEIGHT, "tooltip": "Weight of the trigger words in "
                                              "the prompt where the text encoder allows weighting (SDXL); plain "
                                              "text otherwise."}),
@@ -88,7 +88,10 @@ class CivitaiLoraLoader:
                 raise PresetsError("lora_incompatible", f"the catalog LoRA '{entry.label}' is for {entry.family}, but "
                                    f"preset {preset.id} is {preset.family}.",
                                    f"pick a catalog entry marked [{preset.family}].")
-        strength = entry.strength if entry and reference.strip() == "" and strength == 1.0 else strength
+        if entry is not None and strength == 1.0 and entry.strength != 1.0:
+            log.info("%s: using the catalog strength %g (the node's strength is at its default 1.0)",
+                     entry.label, entry.strength)
+            strength = entry.strength
         spec = lora_spec(preset.family, preset.id, text, weight=strength, triggers=trigger_words,
                          trigger_weight=trigger_weight, entry=entry)
         return pipeline.with_lora(spec), ", ".join(spec.triggers)

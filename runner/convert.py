@@ -97,7 +97,8 @@ def widget_values_by_name(values: Any, schema: NodeSchema) -> dict[str, Any]:
                     result[name] = value
                 index += 1
             elif kind == CONTROL:
-                consumed_control = isinstance(value, str) and value in CONTROL_VALUES
+                # older frontends saved the control as a boolean
+                consumed_control = isinstance(value, bool) or (isinstance(value, str) and value in CONTROL_VALUES)
                 index += consumed_control
             elif kind == FILTER:
                 index += consumed_control and isinstance(value, str)

@@ -10,6 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits
+# made each conv 30x slower. Set before torch is imported; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import runner  # noqa: E402
 

@@ -8,7 +8,7 @@ plus ``/files/<name>`` (a plain file server) and Hugging Face style
 check where the API key went.
 
 Run alone: ``python tests/fake_civitai.py FILE.safetensors`` serves one LoRA as
-``urn:air:sdxl:lora:civitai:1001@2001`` and prints the base URL.
+``urn:air:sdxl:lora:civitai:1001@2001`` (trigger word "tiny style") and prints the base URL.
 """
 
 from __future__ import annotations
@@ -334,6 +334,9 @@ def civitai_env(fake_civitai, host, monkeypatch, tmp_path):
     yield fake_civitai
 
 
+MODEL, VERSION = 1001, 2001  # what `python tests/fake_civitai.py FILE` serves
+
+
 def main() -> None:
     import sys
     import time
@@ -341,7 +344,7 @@ def main() -> None:
 
     data = Path(sys.argv[1]).read_bytes()
     server = FakeCivitai().start()
-    server.add_lora(1001, 2001, data, name=Path(sys.argv[1]).name, trained_words=["tiny style"])
+    server.add_lora(MODEL, VERSION, data, name=Path(sys.argv[1]).name, trained_words=["tiny style"])
     print(server.base_url, flush=True)
     try:
         while True:

@@ -194,7 +194,12 @@ def test_sdxl_samplers_switch_and_switch_back(pipes: Callable[[str], Any]) -> No
         images = run("sdxl", pipes, lambda i, n: steps.append((i, n)), sampler=sampler).images
         assert steps == [(0, 2), (1, 2)] and images.shape == (1, 64, 64, 3)
         seen.add(type(pipe.scheduler).__name__)
-    assert seen == {"EulerAncestralDiscreteScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "DDIMScheduler"}
+    assert seen == {
+        "EulerAncestralDiscreteScheduler",
+        "EulerDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "DDIMScheduler",
+    }
     assert torch.equal(run("sdxl", pipes).images, default)
     with pytest.raises(PresetsError) as err:
         run("sdxl", pipes, sampler="lms")
@@ -208,8 +213,14 @@ def test_flow_families_accept_euler_only(pipes: Callable[[str], Any]) -> None:
     assert err.value.code == "preset_invalid"
 
 
-def test_sdxl_clip_skip_changes_the_conditioning(pipes: Callable[[str], Any]) -> None:
-    assert differ(run("sdxl", pipes).images, run("sdxl", pipes, clip_skip=1).images)
+def test_sdxl_clip_skip_counts_like_a1111(pipes: Callable[[str], Any]) -> None:
+    default = run("sdxl", pipes).images
+    # "Clip skip 2" is the penultimate layer, which SDXL uses anyway.
+    assert torch.equal(run("sdxl", pipes, clip_skip=2).images, default)
+    assert differ(run("sdxl", pipes, clip_skip=3).images, default)
+    with pytest.raises(PresetsError) as err:
+        run("sdxl", pipes, clip_skip=4)  # the tiny CLIP has 2 layers
+    assert err.value.code == "preset_invalid"
 
 
 # ---- Anima ---------------------------------------------------------------------------------
@@ -250,6 +261,18 @@ def test_redux_embeds_drive_tiny_flux(tiny_models: dict[str, Path], pipes: Calla
     first = run("flux", pipes, conditioning=embeds[0]).images
     assert first.shape == (1, 64, 64, 3)
     assert differ(first, run("flux", pipes, conditioning=embeds[1]).images)
+
+
+# ---- loading ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sdxl", "anima"])
+def test_load_applies_dtype(name: str, tiny_models: dict[str, Path]) -> None:
+    pipe = get_family(name).load(ModelSource(kind="folder", path=tiny_models[name]), torch.bfloat16)
+    denoiser = pipe.unet if name == "sdxl" else pipe.transformer
+    assert denoiser.dtype == torch.bfloat16
+    images = get_family(name).generate(pipe, params(), lambda i, n: None).images
+    assert images.dtype == torch.float32 and images.shape == (1, 64, 64, 3)
 
 
 # ---- loading errors ------------------------------------------------------------------------
@@ -305,8 +328,13 @@ def _fake_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["zimage", "anima"])
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")  # inside diffusers
 def test_cached_hub_repo_loads_offline(
-    name: str, tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipes: Callable[[str], Any]
+    name: str,
+    tiny_models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pipes: Callable[[str], Any],
 ) -> None:
     from huggingface_hub import constants
 
@@ -319,9 +347,24 @@ def test_cached_hub_repo_loads_offline(
     assert torch.equal(images, run(name, pipes).images)
 
 
+@pytest.mark.parametrize("name", ["flux", "chroma", "zimage"])
+def test_single_file_denoiser_with_config(
+    name: str, tiny_models: dict[str, Path], tmp_path: Path, pipes: Callable[[str], Any]
+) -> None:
+    from safetensors.torch import save_file
+
+    # A fine-tune shipped as one transformer file; everything else comes from the config.
+    checkpoint = tmp_path / f"{name}-finetune.safetensors"
+    save_file({k: v.contiguous() for k, v in pipes(name).transformer.state_dict().items()}, str(checkpoint))
+    source = ModelSource(kind="single_file", path=checkpoint, config=str(tiny_models[name]))
+    pipe = get_family(name).load(source, torch.float32)
+    images = get_family(name).generate(pipe, params(), lambda i, n: None).images
+    assert torch.equal(images, run(name, pipes).images)
+
+
 def test_single_file_sources(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     # A tiny SDXL checkpoint in the original (SGM) layout needs a diffusers->SGM converter
-    # that diffusers does not ship, so only the error paths are covered here.
+    # that diffusers does not ship, so only the error paths are covered for SDXL.
     sdxl = get_family("sdxl")
     checkpoint = tmp_path / "model.safetensors"
     with pytest.raises(PresetsError) as err:

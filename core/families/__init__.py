@@ -8,39 +8,31 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..errors import PresetsError
 from .base import Family
+from .redux import NAME as REDUX_DIR
+from .redux import build_tiny_redux
 
 log = logging.getLogger(__name__)
 
-# family name -> module that defines FAMILY
-_MODULES = {
-    "sdxl": "sdxl",
-    "chroma": "chroma",
-    "flux": "flux",
-    "zimage": "zimage",
-    "anima": "anima",
-}
-FAMILIES: tuple[str, ...] = tuple(_MODULES)
-
-REDUX_DIR = "flux_redux"
+# Family names; each is also the module that defines its FAMILY instance.
+FAMILIES: tuple[str, ...] = ("sdxl", "chroma", "flux", "zimage", "anima")
 
 
 def get_family(name: str) -> Family:
     """The family called ``name``; ``preset_invalid`` if there is none."""
-    module_name = _MODULES.get(name)
-    if module_name is None:
+    if name not in FAMILIES:
         raise PresetsError(
             "preset_invalid",
             f"unknown model family {name!r}.",
             f"use one of: {', '.join(FAMILIES)}.",
         )
-    return importlib.import_module(f".{module_name}", __name__).FAMILY
+    return importlib.import_module(f".{name}", __name__).FAMILY
 
 
 def _index_files(name: str) -> tuple[str, ...]:
@@ -56,17 +48,16 @@ def _is_complete(folder: Path, name: str) -> bool:
 def _write_atomically(target: Path, name: str, build: Callable[[Path], None]) -> None:
     """Build into a temporary sibling folder and rename it into place, so an interrupted
     build never leaves a half-written model folder behind."""
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         build(tmp)
-        if _is_complete(target, name):  # another process finished it meanwhile
+        if _is_complete(target, name):  # another builder finished it meanwhile
             return
         shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
         try:
             tmp.rename(target)
         except OSError:
-            # Another process finished the same model first; keep theirs.
+            # Another builder finished the same model first; keep theirs.
             if not _is_complete(target, name):
                 raise
     finally:
@@ -76,8 +67,6 @@ def _write_atomically(target: Path, name: str, build: Callable[[Path], None]) ->
 def build_all_tiny(dest_dir: Path) -> dict[str, Path]:
     """Write every family's tiny random-weight pipeline to ``dest_dir/<family>`` and the tiny
     Flux Redux to ``dest_dir/flux_redux``. Complete folders are kept as they are."""
-    from .redux import build_tiny_redux
-
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     builders = {name: get_family(name).build_tiny for name in FAMILIES}

@@ -121,6 +121,14 @@ def _is_network_error(exc: BaseException) -> bool:
     return any(isinstance(e, network) for e in _causes(exc))
 
 
+def _required(value: Any, family: str, kind: str, field: str) -> Any:
+    if not value:
+        raise PresetsError(
+            "preset_invalid", f"a {family} {kind} source needs a {field}.", f"set `{field}` in the preset."
+        )
+    return value
+
+
 def _check_folder(family: str, folder: Path, index_files: tuple[str, ...]) -> None:
     if not folder.exists():
         raise PresetsError(
@@ -153,17 +161,14 @@ def load_pipeline(
     """
     kind = source.kind
     if kind == "folder":
-        if source.path is None:
-            raise PresetsError("preset_invalid", f"a {family} folder source needs a path.", "set `path` in the preset.")
-        folder = Path(source.path).expanduser()
+        folder = Path(_required(source.path, family, kind, "path")).expanduser()
         _check_folder(family, folder, index_files)
         where = str(folder)
         pipe = _attempt(
             family, where, source, lambda: from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         )
     elif kind == "hub":
-        if not source.repo_id:
-            raise PresetsError("preset_invalid", f"a {family} hub source needs a repo_id.", "set `repo_id` in the preset.")
+        _required(source.repo_id, family, kind, "repo_id")
         where = f"{source.repo_id}@{source.revision or 'main'}"
         if not source.allow_download and not is_hub_repo_cached(source.repo_id, source.revision, index_files):
             raise PresetsError(
@@ -209,9 +214,7 @@ def _load_single_file(
             f"the {family} family cannot load single-file checkpoints.",
             "use a diffusers folder or a hub repo as the model source.",
         )
-    if source.path is None:
-        raise PresetsError("preset_invalid", f"a {family} single_file source needs a path.", "set `path` in the preset.")
-    path = Path(source.path).expanduser()
+    path = Path(_required(source.path, family, source.kind, "path")).expanduser()
     if not path.is_file():
         raise PresetsError(
             "model_not_found",

@@ -72,9 +72,12 @@ class DiffusersFamily(Family):
     """A family backed by one diffusers pipeline class."""
 
     samplers: SamplerTable = FLOW_MATCH_SAMPLERS
-    supports_clip_skip: bool = False
     # Files whose presence marks a complete diffusers folder (written by save_pretrained).
     index_files: tuple[str, ...] = ("model_index.json",)
+    # (component, diffusers model class) for families whose single-file checkpoints hold only
+    # the denoiser, the way Flux, Chroma and Z-Image fine-tunes ship; the other components
+    # then come from the config. None: the checkpoint holds the whole pipeline (SDXL).
+    single_file_denoiser: Optional[tuple[str, str]] = None
     tiny_save_kwargs: dict[str, Any] = {}
 
     # ---- loading -------------------------------------------------------------------------
@@ -89,8 +92,14 @@ class DiffusersFamily(Family):
         def from_pretrained(name_or_path: str, **kwargs: Any) -> Any:
             return self.pipeline_cls().from_pretrained(name_or_path, **kwargs)
 
-        def from_single_file(path: str, **kwargs: Any) -> Any:
-            return self.pipeline_cls().from_single_file(path, **kwargs)
+        def from_single_file(path: str, config: str, **kwargs: Any) -> Any:
+            if self.single_file_denoiser is None:
+                return self.pipeline_cls().from_single_file(path, config=config, **kwargs)
+            import diffusers
+
+            name, model_class = self.single_file_denoiser
+            denoiser = getattr(diffusers, model_class).from_single_file(path, config=config, subfolder=name, **kwargs)
+            return self.pipeline_cls().from_pretrained(config, **{name: denoiser}, **kwargs)
 
         return load_pipeline(
             self.name,
@@ -154,10 +163,9 @@ class DiffusersFamily(Family):
                 else:
                     log.warning("the %s family ignores negative prompts; dropping it", self.name)
         if params.clip_skip is not None:
-            if self.supports_clip_skip:
-                kwargs["clip_skip"] = params.clip_skip
-            else:
-                log.warning("the %s family has no clip_skip; ignoring clip_skip=%s", self.name, params.clip_skip)
+            clip_skip = self.clip_skip_arg(pipe, params.clip_skip)
+            if clip_skip is not None:
+                kwargs["clip_skip"] = clip_skip
         kwargs.update(
             num_inference_steps=params.steps,
             guidance_scale=params.guidance_scale,
@@ -170,6 +178,11 @@ class DiffusersFamily(Family):
         )
         kwargs.update(self.check_extra(pipe, params.extra))
         return kwargs
+
+    def clip_skip_arg(self, pipe: Any, clip_skip: int) -> Optional[int]:
+        """The pipeline's ``clip_skip`` argument for a preset's clip skip (None = leave it out)."""
+        log.warning("the %s family has no clip skip; ignoring clip_skip=%s", self.name, clip_skip)
+        return None
 
     def check_extra(self, pipe: Any, extra: dict[str, Any]) -> dict[str, Any]:
         """Reject preset ``call_args`` that clash with managed arguments or that the pipeline

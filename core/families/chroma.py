@@ -16,6 +16,7 @@ class ChromaFamily(DiffusersFamily):
     pipeline_class = "ChromaPipeline"
     supports_negative = True
     size_multiple = 16
+    single_file_denoiser = ("transformer", "ChromaTransformer2DModel")
 
     def tiny_pipeline(self) -> Any:
         from diffusers import ChromaPipeline, ChromaTransformer2DModel

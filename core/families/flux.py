@@ -18,6 +18,7 @@ class FluxFamily(DiffusersFamily):
     # cost), which presets do not expose; guidance_scale is the distilled guidance.
     supports_negative = False
     size_multiple = 16
+    single_file_denoiser = ("transformer", "FluxTransformer2DModel")
 
     def tiny_pipeline(self) -> Any:
         from diffusers import FluxPipeline, FluxTransformer2DModel

@@ -1,12 +1,13 @@
 """Stable Diffusion XL: a UNet latent diffusion model with two CLIP text encoders
-(``StableDiffusionXLPipeline``). Classic CFG with negative prompts, Karras-family schedulers,
-``clip_skip``, sizes in multiples of 8, and single-file (A1111/ComfyUI) checkpoints with a
-diffusers config."""
+(``StableDiffusionXLPipeline``). Classic CFG with negative prompts, the Euler, Euler a,
+DPM++ 2M and DDIM samplers, clip skip, sizes in multiples of 8, and single-file
+(A1111/ComfyUI) checkpoints read with a diffusers config."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
+from ..errors import PresetsError
 from . import _tiny
 from ._pipeline import DiffusersFamily, SamplerTable
 from ._tokenizers import clip_tokenizer
@@ -24,9 +25,25 @@ class SDXLFamily(DiffusersFamily):
     name = "sdxl"
     pipeline_class = "StableDiffusionXLPipeline"
     supports_negative = True
-    supports_clip_skip = True
     size_multiple = 8
     samplers = SDXL_SAMPLERS
+
+    def clip_skip_arg(self, pipe: Any, clip_skip: int) -> Optional[int]:
+        """Presets count clip skip the A1111/Civitai way: "clip skip 2" is the penultimate CLIP
+        layer, which SDXL uses anyway (A1111 forces it for SDXL). diffusers' SDXL ``clip_skip``
+        counts the layers skipped beyond the penultimate one, i.e. preset value - 2."""
+        if clip_skip <= 2:
+            return None
+        # diffusers applies it to both text encoders.
+        encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        layers = min(encoder.config.num_hidden_layers for encoder in encoders if encoder is not None)
+        if clip_skip > layers + 1:
+            raise PresetsError(
+                "preset_invalid",
+                f"clip_skip {clip_skip} skips more layers than this model's text encoder has ({layers}).",
+                f"use a clip_skip from 1 to {layers + 1}, or null.",
+            )
+        return clip_skip - 2
 
     def tiny_pipeline(self) -> Any:
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel

@@ -16,6 +16,7 @@ class ZImageFamily(DiffusersFamily):
     pipeline_class = "ZImagePipeline"
     supports_negative = True  # ZImagePipeline takes negative_prompt (used when guidance_scale > 0)
     size_multiple = 16
+    single_file_denoiser = ("transformer", "ZImageTransformer2DModel")
 
     def tiny_pipeline(self) -> Any:
         import torch

@@ -25,8 +25,18 @@ log = logging.getLogger(__name__)
 MAX_IDLE_ADAPTERS = 4
 # Kohya/A1111 down weights and peft A weights: one per LoRA layer in the file.
 _LAYER_KEY = re.compile(r"(lora_down|lora_A|lora\.down)(\.[^.]+)?\.weight$")
-# pipeline -> adapter names in least-recently-used order (weak: a dropped pipeline takes its record along)
-_usage: "weakref.WeakKeyDictionary[Any, OrderedDict[str, None]]" = weakref.WeakKeyDictionary()
+
+
+class _PipeState:
+    """What this module did to one pipeline: adapters in least-recently-used order and whether
+    LoRA is switched on. Kept so that a reweight is one ``set_adapters`` call and nothing more."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.loaded: "OrderedDict[str, None]" = OrderedDict((name, None) for name in loaded_adapters(pipe))
+        self.enabled = True
+
+
+_states: "weakref.WeakKeyDictionary[Any, _PipeState]" = weakref.WeakKeyDictionary()
 
 
 def loaded_adapters(pipe: Any) -> set[str]:
@@ -36,29 +46,36 @@ def loaded_adapters(pipe: Any) -> set[str]:
 def activate_loras(pipe: Any, family_name: str, loras: tuple[LoraSpec, ...]) -> None:
     """Make exactly ``loras`` active on ``pipe`` with their weights; no LoRA at all when the
     stack is empty (a loader removed from the graph has no effect on the next run)."""
-    loaded = loaded_adapters(pipe) if loras or _usage.get(pipe) else set()
-    usage = _usage.setdefault(pipe, OrderedDict())
+    state = _states.get(pipe)
+    if state is None:
+        if not loras:
+            return  # never had a LoRA from us: nothing to switch off
+        state = _states[pipe] = _PipeState(pipe)
     for spec in loras:
-        if spec.adapter_name not in loaded:
+        if spec.adapter_name not in state.loaded:
             load_adapter(pipe, family_name, spec)
-        usage[spec.adapter_name] = None
-        usage.move_to_end(spec.adapter_name)
+        state.loaded[spec.adapter_name] = None
+        state.loaded.move_to_end(spec.adapter_name)
     if not loras:
-        if loaded:
+        if state.enabled and state.loaded:
             pipe.disable_lora()
+            state.enabled = False
             log.info("no LoRA in the stack: adapters disabled")
         return
-    pipe.enable_lora()
+    if not state.enabled:
+        pipe.enable_lora()
+        state.enabled = True
     pipe.set_adapters([spec.adapter_name for spec in loras], [float(spec.weight) for spec in loras])
-    log.info("LoRA stack: %s", ", ".join(f"{spec.path.name}@{spec.weight:g}" for spec in loras))
-    _evict_idle(pipe, usage, {spec.adapter_name for spec in loras})
+    if log.isEnabledFor(logging.INFO):
+        log.info("LoRA stack: %s", ", ".join(f"{spec.path.name}@{spec.weight:g}" for spec in loras))
+    _evict_idle(pipe, state, {spec.adapter_name for spec in loras})
 
 
-def _evict_idle(pipe: Any, usage: "OrderedDict[str, None]", active: set[str]) -> None:
-    idle = [name for name in usage if name not in active]
+def _evict_idle(pipe: Any, state: _PipeState, active: set[str]) -> None:
+    idle = [name for name in state.loaded if name not in active]
     for name in idle[: max(0, len(idle) - MAX_IDLE_ADAPTERS)]:
         pipe.delete_adapters(name)
-        del usage[name]
+        del state.loaded[name]
         log.info("unloaded the idle LoRA adapter %s", name)
 
 
@@ -123,7 +140,8 @@ def load_adapter(pipe: Any, family_name: str, spec: LoraSpec) -> None:
             ) from None
     layers = _adapter_layers(pipe, spec.adapter_name)
     # "No LoRA keys associated to <component>" only says the file has no layers for it: not a problem.
-    unmatched = [m for m in messages if re.search(r"unexpected|unsupported|not .*renamed", m, re.I)]
+    unmatched = [m for m in messages if not m.startswith("No LoRA keys associated")
+                 and re.search(r"unexpected|unsupported|not .*renamed", m, re.I)]
     if layers == 0:
         if spec.adapter_name in loaded_adapters(pipe):
             pipe.delete_adapters(spec.adapter_name)

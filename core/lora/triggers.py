@@ -70,9 +70,13 @@ def plan_prompt(pipe: Any, family_name: str, prompt: str, negative: Optional[str
     weighted = any(weight != 1.0 for _, weight in groups)
     if weighted and family_name == "sdxl":
         if clip_skip is None:
-            fragments = [(prompt, 1.0), *groups] if prompt.strip() else groups
+            parts = [(prompt, 1.0), *groups] if prompt.strip() else groups
+            # Commas as in the plain-text prompt; CLIP tokenizes word by word, so the fragments give
+            # the same tokens as the joined text.
+            fragments = [(f"{text.strip()}," if i < len(parts) - 1 else text.strip(), weight)
+                         for i, (text, weight) in enumerate(parts)]
             conditioning = sdxl_conditioning(pipe, fragments, negative or "")
-            return PromptPlan(join(text for text, _ in fragments), negative, conditioning)
+            return PromptPlan(join(text for text, _ in parts), negative, conditioning)
         log.info("trigger_weight is not applied: compel cannot reproduce clip_skip=%s; trigger words are "
                  "added as plain text", clip_skip)
     elif weighted:
@@ -130,7 +134,7 @@ def sdxl_conditioning(pipe: Any, fragments: list[tuple[str, float]], negative: s
             halves.append(positive_part)
             negative_halves.append(negative_part)
         provider = compel.compel_2.conditioning_provider
-        pooled = provider.get_pooled_embeddings([join(texts)], device=compel.compel_2.device)
+        pooled = provider.get_pooled_embeddings([" ".join(texts)], device=compel.compel_2.device)
         negative_pooled = provider.get_pooled_embeddings([negative], device=compel.compel_2.device)
         embeds, negative_embeds = torch.cat(halves, dim=-1), torch.cat(negative_halves, dim=-1)
     if not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", False):

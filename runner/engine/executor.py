@@ -22,7 +22,7 @@ from . import events as ev
 from .cache import CacheSet, compute_signatures
 from .calls import map_over_list, merge_results, merge_ui
 from .schedule import DependencyCycleError, Schedule
-from .schema import NodeSchema, is_link, is_output_node
+from .schema import NodeSchema, is_link
 from .validation import ValidationResult, validate_prompt
 
 log = logging.getLogger(__name__)

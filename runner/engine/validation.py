@@ -63,14 +63,14 @@ def _invalid_prompt(details: str) -> ValidationResult:
 
 def _copy_prompt(prompt: Any) -> tuple[Optional[dict], str]:
     """Shallow-copy nodes and their inputs (validation writes coerced values back)."""
-    if not isinstance(prompt, Mapping):
+    if not isinstance(prompt, dict):
         return None, "The prompt must be a JSON object mapping node ids to nodes."
     copied = {}
     for node_id, node in prompt.items():
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict):
             return None, f"Node '{node_id}' must be a JSON object with class_type and inputs."
         inputs = node.get("inputs", {})
-        if not isinstance(inputs, Mapping):
+        if not isinstance(inputs, dict):
             return None, f"Node '{node_id}': 'inputs' must be a JSON object."
         copied[str(node_id)] = {**node, "inputs": dict(inputs)}
     return copied, ""

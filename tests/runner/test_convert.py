@@ -116,6 +116,11 @@ def test_widgets_required_then_optional_and_seed_control_slot():
     }
 
 
+def test_old_boolean_control_slot():
+    wf = workflow([ui_node(1, "StubSeeded", [42, True, 7])], [])
+    assert convert(wf)["1"]["inputs"] == {"seed": 42, "value": 7}
+
+
 def test_combo_control_takes_two_slots_and_defaults_fill_missing_values():
     wf = workflow([ui_node(1, "ComboControl", ["b", "increment", "", 12])], [])
     assert convert(wf)["1"]["inputs"] == {"choice": "b", "count": 12, "note": "n"}
