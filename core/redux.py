@@ -34,7 +34,7 @@ from .families._loading import one_line
 from .families.base import ModelSource
 from .handle import PipelineHandle
 from .host import get_host
-from .sampler import GenerationOutput, GenerationRequest, generate, resolve_size
+from .sampler import GenerationOutput, GenerationRequest, generate, resolve_size, validate_request
 from .sources import resolve_weights
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,9 @@ def redux_generate(handle: PipelineHandle, references: Sequence[Reference], requ
                    prompt_balance: float = 0.5) -> GenerationOutput:
     """Generate ``request.batch_size`` images from the references (and ``request.prompt``) with
     the preset's fixed steps and guidance. The family, images, weights, balance, size and the
-    Redux weights' location are checked before any weights load (seed and batch size by
-    ``generate``)."""
+    Redux weights' location are checked before any weights load."""
     _check_inputs(handle, references, prompt_balance)
+    validate_request(request)
     resolve_size(handle, request.width, request.height)
     source = redux_source(handle)
     conditioning = _conditioning(handle, source, references, request.prompt, prompt_balance)

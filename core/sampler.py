@@ -51,7 +51,7 @@ def resolve_size(handle: PipelineHandle, width: int, height: int) -> tuple[int, 
     return width, height
 
 
-def _validate(request: GenerationRequest) -> None:
+def validate_request(request: GenerationRequest) -> None:
     if not 0 <= request.seed <= MAX_SEED:
         raise PresetsError("input_invalid", f"seed {request.seed} is outside 0..{MAX_SEED}.",
                            "use a seed in that range.")
@@ -73,7 +73,7 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
     ``conditioning`` (precomputed embeds, e.g. from Flux Redux) replaces the text prompt in
     the pipeline call; the prompt is still recorded in ``info``.
     """
-    _validate(request)
+    validate_request(request)
     preset = handle.preset
     family = get_family(preset.family)
     width, height = resolve_size(handle, request.width, request.height)

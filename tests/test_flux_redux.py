@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -14,19 +15,12 @@ from diffusers_presets.core.redux import (REDUX_TEXT_TOKENS, redux_conditioning,
 from diffusers_presets.nodes.fixed_sampler import FixedSampler
 from diffusers_presets.nodes.flux_redux import FluxRedux
 from diffusers_presets.nodes.preset_loader import PresetLoader
+from diffusers_presets.runner import cli, core_nodes
 
 PRESET = "flux/schnell"  # 4 steps: the same Flux + Redux path as flux/dev at a fraction of the time
 STEPS = 4
 PROMPT = "a red fox in the snow"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models run many times faster single-threaded when other processes share the CPU.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
 
 
 def picture(seed: int, size: int = 48) -> torch.Tensor:
@@ -197,3 +191,18 @@ def test_node_interface() -> None:
                                       "prompt_balance"]
     assert all(options.get("tooltip") for _type, options in inputs.values())
     assert FluxRedux.RETURN_TYPES == ("IMAGE",) and FluxRedux.TITLE and FluxRedux.DESCRIPTION
+
+
+def test_example_workflow_runs_with_tiny_weights(host, tiny_models, tmp_path: Path, monkeypatch, capsys) -> None:
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    for kind in ("output", "input", "temp"):  # the CLI points the runner's folders at its arguments
+        monkeypatch.setattr(core_nodes.DIRECTORIES, kind, getattr(core_nodes.DIRECTORIES, kind))
+    code = cli.main([str(EXAMPLES / "flux_redux.json"), "--input-dir", str(EXAMPLES / "input"), "--output-dir",
+                     str(tmp_path / "output"), "--model", "flux/dev=tiny", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err  # needs FluxRedux in NODE_CLASS_MAPPINGS
+    (item,) = json.loads(out)["outputs"]["4"]["files"]
+    saved = tmp_path / "output" / item["subfolder"] / item["filename"]
+    assert Image.open(saved).size == (64, 64)  # width/height 0 = the preset's size, 64 px on tiny weights

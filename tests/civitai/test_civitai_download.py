@@ -189,7 +189,10 @@ def test_path_traversal_in_names_stays_in_the_loras_folder(civitai_env, host) ->
     assert sanitize_filename("a\x00b:c.safetensors") == "a_b_c.safetensors"
 
 
-def test_a_stalled_server_times_out(civitai_env, host) -> None:
+def test_a_stalled_server_times_out(civitai_env, host, monkeypatch) -> None:
+    from diffusers_presets.core.civitai import download
+
+    monkeypatch.setattr(download, "STALL_TIMEOUT_S", 0.3)
     civitai_env.add_lora(15, 150, safetensors_bytes(100_000), faults=Faults(stall_after=100))
     with pytest.raises(PresetsError) as info:
         resolve_lora("15@150")
