@@ -34,6 +34,7 @@ from .families._loading import one_line
 from .families.base import ModelSource
 from .handle import PipelineHandle
 from .host import get_host
+from .lora.apply import activate_loras
 from .sampler import GenerationOutput, GenerationRequest, generate, resolve_size, validate_request
 from .sources import resolve_weights
 
@@ -229,6 +230,9 @@ def redux_generate(handle: PipelineHandle, references: Sequence[Reference], requ
     validate_request(request)
     resolve_size(handle, request.width, request.height)
     source = redux_source(handle)
+    # Text-encoder LoRAs must be active before Redux encodes the prompt (generate() sets the
+    # same stack again; activating is idempotent and cheap).
+    activate_loras(handle.pipeline(), handle.family_name, handle.loras)
     conditioning = _conditioning(handle, source, references, request.prompt, prompt_balance)
     output = generate(handle, request, conditioning=conditioning)
     output.info.update(redux_weights=[float(weight) for image, weight in references for _ in range(image.shape[0])],

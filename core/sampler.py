@@ -18,6 +18,7 @@ from .families import get_family
 from .families.base import SamplingParams
 from .handle import PipelineHandle
 from .host import get_host
+from .lora.stack import lora_metadata, prepare_generation
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def validate_request(request: GenerationRequest) -> None:
                            f"use a batch size from 1 to {MAX_BATCH}.")
 
 
-def _is_host_interrupt(exc: BaseException) -> bool:
-    # ComfyUI's InterruptProcessingException must reach ComfyUI unchanged; matched by name
-    # so the core never imports ComfyUI.
-    return type(exc).__name__ == "InterruptProcessingException"
-
-
 def generate(handle: PipelineHandle, request: GenerationRequest,
              conditioning: Optional[dict[str, Any]] = None) -> GenerationOutput:
     """Generate ``request.batch_size`` images with ``handle``'s preset.
@@ -104,27 +99,25 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,
         clip_skip=preset.clip_skip, extra=dict(preset.call_args), conditioning=conditioning,
     )
+    # Every run, also with an empty stack: that is what switches off a removed loader's LoRA.
+    params = prepare_generation(pipe, preset.family, params, handle.loras)
+    if params.prompt != prompt:
+        log.info("%s: prompt with LoRA trigger words: %s", preset.id, params.prompt)
     host.throw_if_interrupted()
     started = time.perf_counter()
-    try:
-        result = family.generate(pipe, params, on_step)
-    except PresetsError:
-        raise
-    except Exception as exc:
-        if _is_host_interrupt(exc):
-            raise
-        raise PresetsError(
-            "generation_failed", f"{preset.id} ({family.pipeline_class}) failed while generating: "
-            f"{type(exc).__name__}: {exc}", "check the inputs; if they are valid, report this with the log.",
-        ) from exc
+    # The family turns pipeline failures into `generation_failed` and lets the host's own
+    # interrupt exception (raised from on_step) through unchanged.
+    result = family.generate(pipe, params, on_step)
     seconds = time.perf_counter() - started
     log.info("%s: %d image(s) %dx%d, %d steps, cfg %s, sampler %s, seed %d in %.2f s", preset.id,
-             request.batch_size, width, height, steps_run, result.guidance_scale, preset.sampler_label,
+             request.batch_size, width, height, steps_run, result.guidance_scale, params.sampler or "pipeline default",
              request.seed, seconds)
     info = {
         "preset": preset.id, "family": preset.family, "steps": steps_run, "cfg": result.guidance_scale,
         "sampler": preset.sampler_label, "seed": request.seed, "width": width, "height": height,
-        "batch_size": request.batch_size, "prompt": prompt, "negative_prompt": negative or "",
+        "batch_size": request.batch_size, "prompt": params.prompt, "negative_prompt": params.negative_prompt or "",
         "source": handle.source.describe(), "seconds": round(seconds, 3),
     }
+    if handle.loras:
+        info["loras"] = lora_metadata(handle.loras)
     return GenerationOutput(result.images, info)

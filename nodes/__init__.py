@@ -8,12 +8,13 @@ progress bar and interrupt.
 from .comfy_host import install_if_in_comfyui
 from .fixed_sampler import FixedSampler
 from .flux_redux import FluxRedux
+from .lora_loader import CivitaiLoraLoader
 from .preset_loader import PresetLoader
 from .vram_profile import VramProfile
 
 install_if_in_comfyui()
 
-_NODES = (PresetLoader, VramProfile, FixedSampler, FluxRedux)
+_NODES = (PresetLoader, VramProfile, CivitaiLoraLoader, FixedSampler, FluxRedux)
 
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.TITLE for cls in _NODES}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..core.handle import PipelineHandle
 from ..core.sampler import MAX_BATCH, MAX_SEED, GenerationRequest, generate
-from .common import CATEGORY, HANDLE_INPUT
+from .common import CATEGORY, HANDLE_INPUT, record_lora_provenance
 
 SIZE_INPUT = {"default": 0, "min": 0, "max": 4096, "step": 8,
               "tooltip": "0 = the preset's default size. Must fit the family's size rule (e.g. multiples of 16 for Flux)."}
@@ -34,11 +36,14 @@ class FixedSampler:
                 "width": ("INT", SIZE_INPUT),
                 "height": ("INT", SIZE_INPUT),
                 "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH, "tooltip": "Images per run."}),
-            }
+            },
+            "hidden": {"extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     def sample(self, pipeline: PipelineHandle, prompt: str, negative_prompt: str, seed: int, width: int,
-               height: int, batch_size: int) -> tuple:
+               height: int, batch_size: int, extra_pnginfo: Optional[dict] = None) -> tuple:
         request = GenerationRequest(prompt=prompt, negative_prompt=negative_prompt, seed=seed, width=width,
                                     height=height, batch_size=batch_size)
-        return (generate(pipeline, request).images,)
+        output = generate(pipeline, request)
+        record_lora_provenance(extra_pnginfo, output.info)
+        return (output.images,)

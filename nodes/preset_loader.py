@@ -7,6 +7,7 @@ import logging
 from ..core.errors import PresetsError
 from ..core.handle import HANDLE_TYPE, PipelineHandle
 from ..core.host import get_host
+from ..core.lora.stack import preset_lora_specs
 from ..core.presets import registry
 from ..core.sources import apply_override, resolve_source
 from ..core.vram import default_profile
@@ -22,7 +23,10 @@ def load_handle(preset_id: str, model_override: str = "") -> PipelineHandle:
     override = model_override.strip() or getattr(get_host(), "model_overrides", {}).get(preset.id, "")
     preset = apply_override(preset, override)
     source = resolve_source(preset)
-    return PipelineHandle(preset=preset, source=source, vram_profile=default_profile())
+    handle = PipelineHandle(preset=preset, source=source, vram_profile=default_profile())
+    for spec in preset_lora_specs(preset):  # LoRAs the preset ships with
+        handle = handle.with_lora(spec)
+    return handle
 
 
 class PresetLoader:

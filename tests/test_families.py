@@ -18,7 +18,7 @@ import torch
 from diffusers_presets.core.errors import Interrupted, PresetsError
 from diffusers_presets.core.families import FAMILIES, REDUX_DIR, build_all_tiny, get_family
 from diffusers_presets.core.families.anima import TINY_REPO_ID as TINY_ANIMA_REPO_ID
-from diffusers_presets.core.families.base import ModelSource, SamplingParams
+from diffusers_presets.core.families.base import GenerationResult, ModelSource, SamplingParams
 from diffusers_presets.core.families.redux import load_redux
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,6 @@ NEGATIVE_FAMILIES = [name for name in FAMILIES if get_family(name).supports_nega
 @pytest.fixture(scope="session")
 def pipes(tiny_models: dict[str, Path]) -> Callable[[str], Any]:
     """Each family's tiny pipeline, loaded once through ``Family.load`` from its folder."""
-    torch.set_num_threads(2)
     loaded: dict[str, Any] = {}
 
     def get(name: str) -> Any:
@@ -54,7 +53,9 @@ def params(**overrides: Any) -> SamplingParams:
     return replace(base, **overrides)
 
 
-def run(name: str, pipes: Callable[[str], Any], on_step: Optional[Callable[[int, int], None]] = None, **overrides: Any):
+def run(
+    name: str, pipes: Callable[[str], Any], on_step: Optional[Callable[[int, int], None]] = None, **overrides: Any
+) -> GenerationResult:
     return get_family(name).generate(pipes(name), params(**overrides), on_step or (lambda i, n: None))
 
 

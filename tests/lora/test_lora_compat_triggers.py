@@ -9,7 +9,6 @@ import torch
 
 from diffusers_presets.core.errors import PresetsError
 from diffusers_presets.core.handle import LoraSpec
-from diffusers_presets.core.host import HeadlessHost
 from diffusers_presets.core.lora import catalog as catalog_module
 from diffusers_presets.core.lora.compat import (architecture_of_base_model, check_compatible, detect_architecture,
                                                preset_base_model)
@@ -163,4 +162,3 @@ def test_preset_loras_and_provenance_without_the_key(civitai_env, host, tiny_lor
     metadata = json.dumps(lora_metadata(specs))
     assert "urn:air:sdxl:lora:civitai:200@2000" in metadata and specs[0].adapter_name[3:] in metadata
     assert KEY not in metadata and KEY not in caplog.text and civitai_env.key_leaks() == []
-    assert isinstance(HeadlessHost().models_dir(), type(host.models_dir()))
