@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import PresetsError
-from .families.base import ModelSource, check_size_rule
+from .families.base import check_size_rule
 
 log = logging.getLogger(__name__)
 

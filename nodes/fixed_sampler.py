@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..core.handle import PipelineHandle
-from ..core.sampler import MAX_BATCH, MAX_SEED, GenerationRequest, generate
-from .common import CATEGORY, HANDLE_INPUT, record_lora_provenance
-
-SIZE_INPUT = {"default": 0, "min": 0, "max": 4096, "step": 8,
-              "tooltip": "0 = the preset's default size. Must fit the family's size rule (e.g. multiples of 16 for Flux)."}
+from ..core.sampler import GenerationRequest, generate
+from .common import (BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT,
+                     record_lora_provenance)
 
 
 class FixedSampler:
@@ -18,7 +16,7 @@ class FixedSampler:
                    "and default negative prompt are applied around your text (see the log).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
-    OUTPUT_TOOLTIPS = ("The generated images, float32 [batch, height, width, 3] in 0..1.",)
+    OUTPUT_TOOLTIPS = (IMAGE_OUTPUT_TOOLTIP,)
     FUNCTION = "sample"
 
     @classmethod
@@ -31,11 +29,10 @@ class FixedSampler:
                 "negative_prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
                                                "tooltip": "What to avoid. Ignored (with a warning) by families without "
                                                           "negative prompts (Flux, Z-Image)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                                 "tooltip": "Image i of a batch uses seed + i."}),
-                "width": ("INT", SIZE_INPUT),
-                "height": ("INT", SIZE_INPUT),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH, "tooltip": "Images per run."}),
+                "seed": SEED_INPUT,
+                "width": SIZE_INPUT,
+                "height": SIZE_INPUT,
+                "batch_size": BATCH_INPUT,
             },
             "hidden": {"extra_pnginfo": "EXTRA_PNGINFO"},
         }

@@ -6,9 +6,8 @@ from typing import Any, Optional
 
 from ..core.handle import PipelineHandle
 from ..core.redux import redux_generate
-from ..core.sampler import MAX_BATCH, MAX_SEED, GenerationRequest
-from .common import CATEGORY, HANDLE_INPUT
-from .fixed_sampler import SIZE_INPUT
+from ..core.sampler import GenerationRequest
+from .common import BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT
 
 
 class FluxRedux:
@@ -19,7 +18,7 @@ class FluxRedux:
                    "preset's.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
-    OUTPUT_TOOLTIPS = ("The generated images, float32 [batch, height, width, 3] in 0..1.",)
+    OUTPUT_TOOLTIPS = (IMAGE_OUTPUT_TOOLTIP,)
     FUNCTION = "generate"
 
     @classmethod
@@ -29,11 +28,10 @@ class FluxRedux:
                 "pipeline": HANDLE_INPUT,
                 "reference": ("IMAGE", {"tooltip": "Reference image(s). Every image of a batch is one reference "
                                                    "of weight 1; their image tokens are averaged."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                                 "tooltip": "Image i of a batch uses seed + i."}),
-                "width": ("INT", SIZE_INPUT),
-                "height": ("INT", SIZE_INPUT),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH, "tooltip": "Images per run."}),
+                "seed": SEED_INPUT,
+                "width": SIZE_INPUT,
+                "height": SIZE_INPUT,
+                "batch_size": BATCH_INPUT,
                 "prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
                                       "tooltip": "Optional text that steers the result. Empty = the references "
                                                  "alone."}),
