@@ -45,9 +45,9 @@ _MANAGED_ARGS = frozenset(
     }
 )
 
-# Attribute on a loaded pipeline that keeps the scheduler it was loaded with, so that
-# switching samplers always starts from (and can return to) the original config.
-_DEFAULT_SCHEDULER_ATTR = "_presets_default_scheduler"
+# Attribute on a loaded pipeline: its schedulers by sampler name (None = the one it was loaded
+# with), so switching samplers always starts from, and can return to, the original config.
+_SCHEDULERS_ATTR = "_presets_schedulers"
 
 
 @contextmanager
@@ -225,29 +225,29 @@ class DiffusersFamily(Family):
     # ---- samplers ------------------------------------------------------------------------
 
     def apply_sampler(self, pipe: Any, sampler: Optional[str]) -> None:
-        """Install the scheduler for ``sampler`` (None = the one the pipeline was loaded with)."""
-        default = getattr(pipe, _DEFAULT_SCHEDULER_ATTR, None)
-        if default is None:
-            default = pipe.scheduler
-            setattr(pipe, _DEFAULT_SCHEDULER_ATTR, default)
-        if sampler is None:
-            scheduler = default
-        else:
+        """Install the scheduler for ``sampler`` (None = the one the pipeline was loaded with).
+        Schedulers are built once per pipeline and sampler, then reused."""
+        schedulers = getattr(pipe, _SCHEDULERS_ATTR, None)
+        if schedulers is None:
+            schedulers = {None: pipe.scheduler}  # None = the scheduler the pipeline was loaded with
+            setattr(pipe, _SCHEDULERS_ATTR, schedulers)
+        if sampler not in schedulers:
             if sampler not in self.samplers:
                 raise PresetsError(
                     "preset_invalid",
                     f"unknown sampler {sampler!r} for the {self.name} family.",
                     f"use one of: {', '.join(sorted(self.samplers))}, or leave it out for the model's default.",
                 )
+            default = schedulers[None]
             class_name, overrides = self.samplers[sampler]
             if type(default).__name__ == class_name and not overrides:
-                scheduler = default
+                schedulers[sampler] = default
             else:
                 import diffusers
 
-                scheduler = getattr(diffusers, class_name).from_config(default.config, **overrides)
-        if pipe.scheduler is not scheduler:
-            self.set_scheduler(pipe, scheduler)
+                schedulers[sampler] = getattr(diffusers, class_name).from_config(default.config, **overrides)
+        if pipe.scheduler is not schedulers[sampler]:
+            self.set_scheduler(pipe, schedulers[sampler])
 
     def set_scheduler(self, pipe: Any, scheduler: Any) -> None:
         pipe.scheduler = scheduler
