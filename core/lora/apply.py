@@ -81,7 +81,8 @@ def _evict_idle(pipe: Any, state: _PipeState, active: set[str]) -> None:
 
 @contextmanager
 def _captured_load_messages() -> Iterator[list[str]]:
-    """diffusers and peft report unmatched keys as log warnings and ``warnings``; collect both."""
+    """diffusers and peft report unmatched keys as log warnings and ``warnings``; collect both
+    instead of printing them (the caller logs what matters, in our own words)."""
     messages: list[str] = []
 
     class Collect(logging.Handler):
@@ -91,16 +92,17 @@ def _captured_load_messages() -> Iterator[list[str]]:
 
     handler = Collect()
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
+    saved = [(logger.handlers, logger.propagate) for logger in loggers]
     for logger in loggers:
-        logger.addHandler(handler)
+        logger.handlers, logger.propagate = [handler], False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield messages
         messages.extend(str(item.message) for item in caught)
     finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
+        for logger, (handlers, propagate) in zip(loggers, saved):
+            logger.handlers, logger.propagate = handlers, propagate
 
 
 def _adapter_layers(pipe: Any, name: str) -> int:
