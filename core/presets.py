@@ -408,6 +408,13 @@ def _stamp(user_dir: Optional[Path]) -> tuple:
     return (str(user_dir), tuple(stamp))
 
 
+def presets_fingerprint() -> str:
+    """Changes whenever a preset file is added, removed or edited (for ComfyUI's IS_CHANGED)."""
+    from .host import get_host
+
+    return str(hash(_stamp(get_host().user_presets_dir())))
+
+
 def registry() -> PresetRegistry:
     """The process-wide registry, re-read when a preset file changes."""
     from .host import get_host

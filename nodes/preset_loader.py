@@ -8,7 +8,7 @@ from ..core.errors import PresetsError
 from ..core.handle import HANDLE_TYPE, PipelineHandle
 from ..core.host import get_host
 from ..core.lora.stack import preset_lora_specs
-from ..core.presets import registry
+from ..core.presets import presets_fingerprint, registry
 from ..core.sources import apply_override, resolve_source
 from ..core.vram import default_profile
 from .common import CATEGORY
@@ -63,6 +63,11 @@ class PresetLoader:
                 }),
             },
         }
+
+    @classmethod
+    def IS_CHANGED(cls, preset: str, model_override: str = "") -> str:
+        # An edited preset file must not be served from ComfyUI's output cache.
+        return presets_fingerprint()
 
     def load(self, preset: str, model_override: str = "") -> tuple[PipelineHandle]:
         handle = load_handle(preset, model_override)

@@ -107,3 +107,16 @@ def test_bad_user_preset_file_is_reported(host, tmp_path: Path, monkeypatch) -> 
     with pytest.raises(PresetsError) as info:
         PresetLoader().load("flux/mine")
     assert info.value.code == "preset_invalid" and "mine.yaml" in info.value.message
+
+
+def test_editing_a_preset_file_changes_the_loader_fingerprint(host, tmp_path: Path, monkeypatch) -> None:
+    user = tmp_path / "user-presets"
+    (user / "flux").mkdir(parents=True)
+    monkeypatch.setenv("PRESETS_DIR", str(user))
+    before = PresetLoader.IS_CHANGED("flux/dev")
+    assert PresetLoader.IS_CHANGED("flux/dev") == before
+    (user / "flux" / "dev.yaml").write_text("width: 512\n")
+    assert PresetLoader.IS_CHANGED("flux/dev") != before
+    from diffusers_presets.core.presets import registry
+
+    assert registry().get("flux/dev").width == 512  # the edited file is read without a restart
