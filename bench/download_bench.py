@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cuts", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where files are written (e.g. /dev/shm to take the disk's write-back out of the "
+                             "comparison); default: a temporary folder")
     args = parser.parse_args()
 
     import runner
@@ -47,7 +50,7 @@ def main() -> None:
     from diffusers_presets.core.host import HeadlessHost, set_host
     from tests.fake_civitai import VERSION, Faults, FakeCivitai, safetensors_bytes
 
-    work = Path(tempfile.mkdtemp(prefix="download-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="download-bench-", dir=args.dir))
     host = HeadlessHost()
     host.models_root = work / "models"
     set_host(host)
