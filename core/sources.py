@@ -85,9 +85,16 @@ def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], con
 
 
 def _config_ref(config: str) -> str:
-    """A single-file config is a local diffusers folder or a hub repo id."""
-    found, _ = _find_in("diffusers", config)
-    return str(found) if found is not None else config
+    """A single-file config is a local diffusers folder or a hub repo id whose configs and
+    tokenizers are in the local cache (the weights are not needed)."""
+    found, looked = _find_in("diffusers", config)
+    if found is not None:
+        return str(found)
+    if _REPO_ID.match(config) and (allow_downloads() or _hub_cached(config, "model_index.json", None)):
+        return config
+    raise _not_found(f"the pipeline config '{config}' for a single-file checkpoint", [*looked, "the local Hugging Face cache"],
+                     f"download its configs and tokenizers once (no weights) with `hf download {config} "
+                     '--exclude "*.safetensors" "*.bin" "*.onnx*"`, or set `config` to a local diffusers folder.')
 
 
 def resolve_source(preset: Preset) -> ModelSource:

@@ -120,3 +120,13 @@ def test_editing_a_preset_file_changes_the_loader_fingerprint(host, tmp_path: Pa
     from diffusers_presets.core.presets import registry
 
     assert registry().get("flux/dev").width == 512  # the edited file is read without a restart
+
+
+def test_single_file_config_missing_from_cache_names_the_download(host, tiny_models, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    checkpoint = tmp_path / "my-finetune.safetensors"
+    checkpoint.write_bytes(b"not read before the config is found")
+    with pytest.raises(PresetsError) as info:
+        PresetLoader().load("sdxl/illustrious", str(checkpoint))
+    assert info.value.code == "model_not_found"
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in info.value.message and "hf download" in info.value.fix
