@@ -280,6 +280,11 @@ class _Validator:
             )
             return
         combo = spec.combo_options
+        if combo is not None and isinstance(value, str) and "\\" in value and not self._in_combo(value, combo):
+            # File names in workflows saved on Windows use backslashes; the lists here use "/".
+            posix = value.replace("\\", "/")
+            if posix in combo:
+                inputs[name] = value = posix
         if combo is not None and not self._in_combo(value, combo):
             listed = f"(list of length {len(combo)})" if len(combo) > 20 else str(combo)
             errors.append(

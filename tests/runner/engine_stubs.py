@@ -171,7 +171,7 @@ class StubTyped(_Recorded):
                 "text": ("STRING", {"default": ""}),
                 "ratio": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0}),
                 "flag": ("BOOLEAN", {"default": False}),
-                "mode": (["fast", "slow"],),
+                "mode": (["fast", "slow", "styles/fast.safetensors"],),
                 "image": ("IMAGE",),
             },
             "optional": {"extra": ("INT", {"default": 1})},

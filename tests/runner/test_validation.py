@@ -179,3 +179,10 @@ def test_deep_chain_does_not_recurse():
         prompt[str(i)] = node("StubAdd", a=[str(i - 1), 0], b=1)
     prompt["out"] = node("StubOutput", value=["2999", 0])
     assert validate_prompt(prompt, stubs.STUB_NODES).ok
+
+
+def test_windows_backslashes_in_file_combos_are_accepted_as_posix():
+    result = validate_prompt(typed(mode="styles\\fast.safetensors"), stubs.STUB_NODES)
+    assert result.ok
+    assert result.prompt["2"]["inputs"]["mode"] == "styles/fast.safetensors"
+    assert not validate_prompt(typed(mode="styles\\slow.safetensors"), stubs.STUB_NODES).ok
