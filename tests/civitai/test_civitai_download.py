@@ -4,9 +4,14 @@ and every fault the issue lists. Real HTTP on 127.0.0.1, real files under tmp_pa
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import random
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +252,40 @@ def test_catalog_path_is_the_download_target(civitai_env, host) -> None:
     assert lora.path == loras_dir(host) / "styles" / "catalog-style.safetensors"
     models_relative = resolve_lora("17@170", dest="loras/styles/catalog-style.safetensors")
     assert models_relative.path == lora.path
+
+
+# Two separate processes (two ComfyUI/runner instances sharing a models folder) resolve the
+# same LoRA at the same moment; a start file makes them begin together.
+TWO_PROCESSES_CHILD = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import runner
+runner.load_pack()
+from diffusers_presets.core.lora.resolve import resolve_lora
+Path(sys.argv[1] + ".ready").touch()
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+print(resolve_lora("17@170").path)
+"""
+
+
+def test_two_processes_asking_at_once_download_once(civitai_env, host, tmp_path) -> None:
+    data = safetensors_bytes(24_000_000, seed=8)
+    civitai_env.add_lora(17, 170, data)
+    root = str(Path(__file__).resolve().parents[2])
+    script = tmp_path / "child.py"
+    script.write_text(TWO_PROCESSES_CHILD.format(root=root))
+    go = tmp_path / "go"
+    env = {**os.environ, "MODEL_BASE_PATH": str(host.models_root)}
+    children = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"child{i}"), str(go)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"child{i}.ready").exists() for i in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert all(child.returncode == 0 for child in children), [err[-2000:] for _, err in outputs]
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1 and Path(paths.pop()).read_bytes() == data
+    assert civitai_env.storage_bytes == len(data)  # one download between the two processes
