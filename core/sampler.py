@@ -18,7 +18,6 @@ from .families import get_family
 from .families.base import SamplingParams
 from .handle import PipelineHandle
 from .host import get_host
-from .lora.stack import lora_metadata, prepare_generation
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,8 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
     ``conditioning`` (precomputed embeds, e.g. from Flux Redux) replaces the text prompt in
     the pipeline call; the prompt is still recorded in ``info``.
     """
+    from .lora.stack import lora_metadata, prepare_generation  # urllib & co.: not at pack import
+
     validate_request(request)
     preset = handle.preset
     family = get_family(preset.family)
