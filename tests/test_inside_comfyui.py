@@ -1,0 +1,65 @@
+"""The pack inside ComfyUI: loaded by path next to ComfyUI's modules (stand-ins in
+tests/comfy_stubs), it uses ComfyUI's folders, ProgressBar and interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STUBS = Path(__file__).resolve().parent / "comfy_stubs"
+
+SCRIPT = f"""
+import importlib.util, json, sys
+path = {str(ROOT)!r}
+spec = importlib.util.spec_from_file_location(path.replace(".", "_x_"), path + "/__init__.py",
+                                              submodule_search_locations=[path])
+pack = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = pack
+spec.loader.exec_module(pack)
+import comfy.utils, comfy.model_management
+from importlib import import_module
+host = import_module(spec.name + ".core.host").get_host()
+nodes = pack.NODE_CLASS_MAPPINGS
+(handle,) = nodes["PresetLoader"]().load("demo/flux")
+(images,) = nodes["FixedSampler"]().sample(handle, "a fox", "", 1, 0, 0, 1)
+steps = list(comfy.utils.updates)
+comfy.utils.updates.clear()
+original = comfy.utils.ProgressBar.update_absolute
+def interrupt_at_two(self, value, total=None, preview=None):
+    if value == 2:
+        comfy.model_management.interrupt_current_processing(True)
+    original(self, value, total, preview)
+comfy.utils.ProgressBar.update_absolute = interrupt_at_two
+try:
+    nodes["FixedSampler"]().sample(handle, "a fox", "", 2, 0, 0, 1)
+    interrupted = None
+except Exception as exc:
+    interrupted = type(exc).__name__
+print(json.dumps({{"host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
+                   "after_interrupt": list(comfy.utils.updates), "users_presets": str(host.user_presets_dir()),
+                   "loras": [str(p) for p in host.model_folders("loras")]}}))
+"""
+
+
+def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    models = tmp_path / "models"
+    (models / "diffusers_presets_cache").mkdir(parents=True)
+    # Reuse this session's tiny models as the ComfyUI host's cache.
+    (models / "diffusers_presets_cache" / "tiny-models").symlink_to(next(iter(tiny_models.values())).parent)
+    env = {**os.environ, "STUB_COMFY_MODELS": str(models), "PYTHONPATH": str(STUBS)}
+    env.pop("PRESETS_DIR", None)
+    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["host"] == "comfyui"
+    assert report["shape"] == [1, 64, 64, 3]
+    assert report["steps"] == [[value, 50] for value in range(1, 51)]  # flux/dev's 50 steps
+    assert report["interrupted"] == "InterruptProcessingException"  # ComfyUI's own exception, unchanged
+    assert report["after_interrupt"][-1] == [2, 50]
+    assert report["users_presets"] == str(models / "diffusers_presets")
+    assert report["loras"] == [str(models / "loras")]
