@@ -100,23 +100,39 @@ def apply_vram_plan(pipe: Any, profile: str) -> VramPlan:
     sizes = component_sizes(pipe)
     plan = plan_vram(profile, accelerator=accelerator, free_vram=free, model_bytes=sum(sizes.values()),
                      largest_component_bytes=max(sizes.values(), default=0))
-    if plan.applied == "full":
-        pipe.to(plan.device)
-    elif plan.applied == "balanced":
-        pipe.enable_model_cpu_offload(device=plan.device)
-    elif plan.applied == "lowvram":
-        _apply_lowvram(pipe, plan.device)
-    if plan.vae_tiling and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
-        pipe.vae.enable_tiling()
+    place_pipeline(pipe, plan)
     log.info(plan.describe())
     return plan
 
 
-def _apply_lowvram(pipe: Any, device: str) -> None:
-    if hasattr(pipe, "enable_group_offload"):
-        import torch
+def place_pipeline(pipe: Any, plan: VramPlan) -> None:
+    """Apply ``plan`` to a loaded pipeline. Modular pipelines (Anima) have no pipeline-level
+    offload methods, so their components get diffusers' group offloading one by one."""
+    if plan.applied == "full":
+        pipe.to(plan.device)
+    elif plan.applied == "balanced":
+        if hasattr(pipe, "enable_model_cpu_offload"):
+            pipe.enable_model_cpu_offload(device=plan.device)
+        else:
+            _offload_each_component(pipe, plan.device, "block_level")
+    elif plan.applied == "lowvram":
+        if hasattr(pipe, "enable_group_offload"):
+            import torch
 
-        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                  offload_type="leaf_level", use_stream=device == "cuda")
-    else:
-        pipe.enable_sequential_cpu_offload(device=device)
+            pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
+                                      offload_type="leaf_level", use_stream=plan.device == "cuda")
+        else:
+            _offload_each_component(pipe, plan.device, "leaf_level")
+    if plan.vae_tiling and hasattr(getattr(pipe, "vae", None), "enable_tiling"):
+        pipe.vae.enable_tiling()
+
+
+def _offload_each_component(pipe: Any, device: str, offload_type: str) -> None:
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            apply_group_offloading(component, onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                                   offload_type=offload_type, num_blocks_per_group=1 if offload_type == "block_level" else None,
+                                   use_stream=device == "cuda")

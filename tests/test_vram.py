@@ -67,3 +67,26 @@ def test_apply_on_cpu_applies_nothing_and_says_so(caplog) -> None:
         result = apply_vram_plan(Pipe(), "lowvram")
     assert result.applied == "none"
     assert "no accelerator" in caplog.text
+
+
+@pytest.mark.parametrize("applied", ["full", "balanced", "lowvram"])
+@pytest.mark.parametrize("preset_id", ["demo/sdxl", "demo/anima"])
+def test_every_placement_runs_and_keeps_the_image(preset_id, applied, host, tiny_models, fresh_cache) -> None:
+    """The offload code paths, exercised with the CPU as the 'accelerator' (diffusers accepts
+    that): each must leave a pipeline that still produces the same image. Anima is a modular
+    pipeline without pipeline-level offload methods."""
+    import torch
+
+    from diffusers_presets.core.cache import torch_dtype
+    from diffusers_presets.core.families import get_family
+    from diffusers_presets.core.sampler import GenerationRequest, generate
+    from diffusers_presets.core.vram import VramPlan, place_pipeline
+    from diffusers_presets.nodes.preset_loader import PresetLoader
+
+    (handle,) = PresetLoader().load(preset_id)
+    request = GenerationRequest(prompt="a fox", seed=5)
+    expected = generate(handle, request).images
+    placed = get_family(handle.family_name).load(handle.source, torch_dtype(handle.preset.dtype))
+    place_pipeline(placed, VramPlan("test", applied, "cpu", applied != "full", "test"))
+    fresh_cache.entry(handle).pipeline = placed  # the next run uses the placed pipeline
+    assert torch.allclose(generate(handle, request).images, expected, atol=1e-4)
