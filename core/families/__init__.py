@@ -20,6 +20,18 @@ from .redux import build_tiny_redux
 
 log = logging.getLogger(__name__)
 
+
+class _DropTorchvisionAdvice(logging.Filter):
+    """transformers says "Install torchvision" whenever it falls back to its PIL image
+    processors. Here that advice is harmful (the registry's torchvision builds break diffusers'
+    imports) and the PIL fallback is what we want, so the notice is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionAdvice())
+
 # Family names; each is also the module that defines its FAMILY instance.
 FAMILIES: tuple[str, ...] = ("sdxl", "chroma", "flux", "zimage", "anima")
 
