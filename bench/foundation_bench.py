@@ -19,17 +19,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.comfy_loading import LOAD_PACK  # noqa: E402
+
 HEAVY = ("torch", "diffusers", "transformers", "accelerate", "peft", "compel", "numpy", "PIL", "yaml", "aiohttp")
 
-IMPORT_SCRIPT = f"""
-import importlib.util, json, sys, time
+IMPORT_SCRIPT = """
+import time
 started = time.perf_counter()
-path = {str(ROOT)!r}
-spec = importlib.util.spec_from_file_location(path.replace(".", "_x_"), path + "/__init__.py",
-                                              submodule_search_locations=[path])
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
+""" + LOAD_PACK + f"""
+import json
 elapsed = time.perf_counter() - started
 print(json.dumps({{"seconds": elapsed, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """

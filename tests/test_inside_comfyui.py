@@ -9,20 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.comfy_loading import LOAD_PACK
+
 STUBS = Path(__file__).resolve().parent / "comfy_stubs"
 
-SCRIPT = f"""
-import importlib.util, json, sys
-path = {str(ROOT)!r}
-spec = importlib.util.spec_from_file_location(path.replace(".", "_x_"), path + "/__init__.py",
-                                              submodule_search_locations=[path])
-pack = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = pack
-spec.loader.exec_module(pack)
+SCRIPT = LOAD_PACK + """
+import json
 import comfy.utils, comfy.model_management
 from importlib import import_module
-host = import_module(spec.name + ".core.host").get_host()
+host = import_module(pack_name + ".core.host").get_host()
 nodes = pack.NODE_CLASS_MAPPINGS
 (handle,) = nodes["PresetLoader"]().load("demo/flux")
 (images,) = nodes["FixedSampler"]().sample(handle, "a fox", "", 1, 0, 0, 1)
@@ -39,9 +34,9 @@ try:
     interrupted = None
 except Exception as exc:
     interrupted = type(exc).__name__
-print(json.dumps({{"host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
+print(json.dumps({"host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
                    "after_interrupt": list(comfy.utils.updates), "users_presets": str(host.user_presets_dir()),
-                   "loras": [str(p) for p in host.model_folders("loras")]}}))
+                   "loras": [str(p) for p in host.model_folders("loras")]}))
 """
 
 

@@ -7,24 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.comfy_loading import LOAD_PACK
 
-# What ComfyUI's nodes.load_custom_node does for a directory pack (contract §1.1).
-LOAD_LIKE_COMFYUI = f"""
-import importlib.util, json, sys
-path = {str(ROOT)!r}
-name = path.replace(".", "_x_")
-spec = importlib.util.spec_from_file_location(name, path + "/__init__.py", submodule_search_locations=[path])
-module = importlib.util.module_from_spec(spec)
-sys.modules[name] = module
-spec.loader.exec_module(module)
-for cls in module.NODE_CLASS_MAPPINGS.values():
+LOAD_LIKE_COMFYUI = LOAD_PACK + """
+import json
+for cls in pack.NODE_CLASS_MAPPINGS.values():
     cls.INPUT_TYPES()  # ComfyUI calls this for /object_info at start-up
 heavy = sorted(m for m in ("torch", "diffusers", "transformers", "accelerate", "peft", "compel") if m in sys.modules)
-print(json.dumps({{"nodes": sorted(module.NODE_CLASS_MAPPINGS), "names": module.NODE_DISPLAY_NAME_MAPPINGS,
-                   "heavy": heavy}}))
+print(json.dumps({"nodes": sorted(pack.NODE_CLASS_MAPPINGS), "names": pack.NODE_DISPLAY_NAME_MAPPINGS,
+                  "heavy": heavy}))
 """
-
 
 def test_loads_by_path_and_leaves_heavy_libraries_unimported(tmp_path: Path) -> None:
     # Run from an unrelated folder, so a top-level `nodes` or `runner` cannot be picked up by accident.
