@@ -95,7 +95,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("DIFFUSERS_PRESETS_CACHE", str(Path(tempfile.gettempdir()) / "dp-bench-cache"))
     bench_import(min(args.repeats, 10))
-    sys.path.insert(0, str(ROOT))
     import runner
 
     runner.load_pack()
