@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import PresetsError
+from .families import index_files
+from .families._loading import hub_download_fix, is_hub_repo_cached
 from .families.base import ModelSource
 from .host import get_host
 from .presets import Preset, allow_downloads
@@ -60,19 +62,15 @@ def _hub_cached(repo: str, filename: str, revision: Optional[str]) -> Optional[s
     return found if isinstance(found, str) else None
 
 
-def _download_fix(repo: str, revision: Optional[str], filename: Optional[str] = None) -> str:
-    target = f"{repo} {filename}" if filename else repo
-    return (f"download it once with `hf download {target} --revision {revision or 'main'}` "
-            "(or set DIFFUSERS_PRESETS_ALLOW_DOWNLOAD=1 to let the loader download it), "
-            "or point the preset at a local copy with the model override.")
-
-
-def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], config: Optional[str]) -> ModelSource:
+def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], config: Optional[str],
+                weights_of: str) -> ModelSource:
+    """A hub repo (``weights_of`` names the family whose index files mark a pipeline) or one
+    checkpoint file in it, from the local cache unless downloads are allowed."""
     download = allow_downloads()
     if filename is None:
-        if not download and _hub_cached(repo, "model_index.json", revision) is None:
+        if not download and not is_hub_repo_cached(repo, revision, index_files(weights_of)):
             raise _not_found(f"the Hugging Face repo {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
-                             _download_fix(repo, revision))
+                             hub_download_fix(repo, revision))
         return ModelSource("hub", repo_id=repo, revision=revision, allow_download=download)
     from huggingface_hub import hf_hub_download
 
@@ -80,7 +78,7 @@ def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], con
         local = hf_hub_download(repo, filename, revision=revision, local_files_only=not download)
     except Exception as exc:  # huggingface_hub raises several types for "not cached"
         raise _not_found(f"{filename} from {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
-                         _download_fix(repo, revision, filename)) from exc
+                         hub_download_fix(repo, revision, filename)) from exc
     return ModelSource("single_file", path=Path(local), config=config, revision=revision, allow_download=download)
 
 
@@ -104,15 +102,16 @@ def resolve_source(preset: Preset) -> ModelSource:
 
 def resolve_weights(source: dict, tiny_name: str, preset: Preset) -> ModelSource:
     """Resolve one weights mapping of ``preset`` (its ``source``, or ``redux`` for Flux Redux).
-    ``tiny_name`` picks the tiny model for ``{tiny: true}`` (a family, or ``flux_redux``)."""
+    ``tiny_name`` is a family or ``flux_redux``: it picks the tiny model for ``{tiny: true}``
+    and the index files that mark a complete pipeline."""
     if source.get("tiny"):
         return ModelSource("folder", path=ensure_tiny_models()[tiny_name])
     if "repo" in source:
         config = _config_ref(source["config"]) if "config" in source else None
-        return _hub_source(source["repo"], source.get("revision"), source.get("file"), config)
+        return _hub_source(source["repo"], source.get("revision"), source.get("file"), config, tiny_name)
     if "folder" in source:
         found, looked = _find_in("diffusers", source["folder"])
-        if found is None or not (found / "model_index.json").is_file():
+        if found is None or not any((found / name).is_file() for name in index_files(tiny_name)):
             raise _not_found(f"the diffusers folder '{source['folder']}' of preset {preset.id}", looked,
                              "put the model's diffusers folder (with model_index.json) there, or fix the path "
                              f"in {Path(preset.files[-1]).name}.")
@@ -130,9 +129,11 @@ def source_present(preset: Preset) -> bool:
     if preset.is_tiny:
         return True
     try:
-        if "repo" in preset.source and allow_downloads():
-            filename = preset.source.get("file", "model_index.json")
-            return _hub_cached(preset.source["repo"], filename, preset.source.get("revision")) is not None
+        if "repo" in preset.source and allow_downloads():  # resolving would not look at the cache
+            repo, revision = preset.source["repo"], preset.source.get("revision")
+            if "file" in preset.source:
+                return _hub_cached(repo, preset.source["file"], revision) is not None
+            return is_hub_repo_cached(repo, revision, index_files(preset.family))
         resolve_source(preset)
     except PresetsError:
         return False

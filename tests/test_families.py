@@ -20,6 +20,7 @@ from diffusers_presets.core.families import FAMILIES, REDUX_DIR, build_all_tiny,
 from diffusers_presets.core.families.anima import TINY_REPO_ID as TINY_ANIMA_REPO_ID
 from diffusers_presets.core.families.base import GenerationResult, ModelSource, SamplingParams
 from diffusers_presets.core.families.redux import load_redux
+from tests.hub_cache import fake_hub_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 NEGATIVE_FAMILIES = [name for name in FAMILIES if get_family(name).supports_negative]
@@ -315,17 +316,8 @@ def test_uncached_hub_repo_fails_fast(name: str) -> None:
     assert time.perf_counter() - started < 5
     assert err.value.code == "model_not_found"
     assert "diffusers-presets-test/not-a-repo@v1" in err.value.message
-    assert "huggingface-cli download diffusers-presets-test/not-a-repo --revision v1" in err.value.fix
+    assert "hf download diffusers-presets-test/not-a-repo --revision v1" in err.value.fix
     assert "DIFFUSERS_PRESETS_ALLOW_DOWNLOAD=1" in err.value.fix
-
-
-def _fake_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
-    """Lay ``folder`` out the way huggingface_hub caches a downloaded snapshot."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    shutil.copytree(folder, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
 
 
 @pytest.mark.parametrize("name", ["zimage", "anima"])
@@ -342,7 +334,7 @@ def test_cached_hub_repo_loads_offline(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     # The tiny Anima's modular index names its components' repo, as a pushed one does.
     repo_id = TINY_ANIMA_REPO_ID if name == "anima" else f"tiny/{name}"
-    _fake_hub_cache(tmp_path, repo_id, tiny_models[name])
+    fake_hub_cache(tmp_path, repo_id, tiny_models[name])
     pipe = get_family(name).load(ModelSource(kind="hub", repo_id=repo_id), torch.float32)
     images = get_family(name).generate(pipe, params(), lambda i, n: None).images
     assert torch.equal(images, run(name, pipes).images)

@@ -130,3 +130,21 @@ def test_single_file_config_missing_from_cache_names_the_download(host, tiny_mod
         PresetLoader().load("sdxl/illustrious", str(checkpoint))
     assert info.value.code == "model_not_found"
     assert "stabilityai/stable-diffusion-xl-base-1.0" in info.value.message and "hf download" in info.value.fix
+
+
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")  # inside diffusers
+def test_preset_weights_from_the_local_hugging_face_cache(host, tiny_models, fresh_cache, monkeypatch, tmp_path) -> None:
+    """The path a real model takes: a repo id resolved from the local cache, offline. Anima's
+    modular index (modular_model_index.json) counts as a complete pipeline."""
+    from huggingface_hub import constants
+
+    from diffusers_presets.core.families.anima import TINY_REPO_ID
+    from diffusers_presets.core.sources import source_present
+    from tests.hub_cache import fake_hub_cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_cache(tmp_path / "hub", TINY_REPO_ID, tiny_models["anima"])
+    (handle,) = PresetLoader().load("anima/preview", f"{TINY_REPO_ID}@main")
+    assert handle.source.kind == "hub" and source_present(handle.preset)
+    (images,) = FixedSampler().sample(handle, "a fox", "", 1, 64, 64, 1)
+    assert images.shape == (1, 64, 64, 3)

@@ -47,14 +47,15 @@ def get_family(name: str) -> Family:
     return importlib.import_module(f".{name}", __name__).FAMILY
 
 
-def _index_files(name: str) -> tuple[str, ...]:
+def index_files(name: str) -> tuple[str, ...]:
+    """The index file(s) that mark a complete pipeline folder of family ``name`` (or Redux)."""
     if name == REDUX_DIR:
         return ("model_index.json",)
     return getattr(get_family(name), "index_files", ("model_index.json",))
 
 
 def _is_complete(folder: Path, name: str) -> bool:
-    return any((folder / index).is_file() for index in _index_files(name))
+    return any((folder / index).is_file() for index in index_files(name))
 
 
 def _write_atomically(target: Path, name: str, build: Callable[[Path], None]) -> None:
@@ -95,4 +96,4 @@ def build_all_tiny(dest_dir: Path) -> dict[str, Path]:
     return written
 
 
-__all__ = ["FAMILIES", "REDUX_DIR", "build_all_tiny", "get_family"]
+__all__ = ["FAMILIES", "REDUX_DIR", "build_all_tiny", "get_family", "index_files"]

@@ -64,14 +64,16 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _cli_download(repo_id: str, revision: Optional[str]) -> str:
+def _cli_download(repo_id: str, revision: Optional[str], filename: Optional[str] = None) -> str:
     rev = f" --revision {revision}" if revision else ""
-    return f"`huggingface-cli download {repo_id}{rev}`"
+    target = f"{repo_id} {filename}" if filename else repo_id
+    return f"`hf download {target}{rev}`"
 
 
-def _hub_download_fix(repo_id: str, revision: Optional[str]) -> str:
+def hub_download_fix(repo_id: str, revision: Optional[str], filename: Optional[str] = None) -> str:
+    """What to do about weights missing from the local Hugging Face cache."""
     return (
-        f"download it with {_cli_download(repo_id, revision)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
+        f"download it with {_cli_download(repo_id, revision, filename)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
         f"to let the preset download it. {TINY_MODELS_HINT}"
     )
 
@@ -134,7 +136,7 @@ def _check_folder(family: str, folder: Path, index_files: tuple[str, ...]) -> No
         raise PresetsError(
             "model_not_found",
             f"the {family} model folder {folder} does not exist.",
-            f"put a diffusers folder there (e.g. `huggingface-cli download <repo> --local-dir {folder}`) "
+            f"put a diffusers folder there (e.g. `hf download <repo> --local-dir {folder}`) "
             f"or point the preset at the right folder. {TINY_MODELS_HINT}",
         )
     if not folder.is_dir() or not any((folder / name).is_file() for name in index_files):
@@ -175,7 +177,7 @@ def load_pipeline(
                 "model_not_found",
                 f"the {family} model {where} is not in the local Hugging Face cache ({hub_cache_dir()}) "
                 "and downloads are off.",
-                _hub_download_fix(source.repo_id, source.revision),
+                hub_download_fix(source.repo_id, source.revision),
             )
         pipe = _attempt(
             family,
@@ -237,7 +239,7 @@ def _load_single_file(
             "model_not_found",
             f"the config {config} for {path} is neither a local folder nor in the local Hugging Face cache "
             f"({hub_cache_dir()}).",
-            f"download it with `huggingface-cli download {config}`, or set `config` to a local diffusers folder.",
+            f"download it with `hf download {config}`, or set `config` to a local diffusers folder.",
         )
     return _attempt(
         family,
@@ -258,7 +260,7 @@ def _attempt(family: str, where: str, source: ModelSource, load: Callable[[], An
     except Exception as exc:
         if _is_missing_file_error(exc):
             fix = (
-                _hub_download_fix(source.repo_id, source.revision)
+                hub_download_fix(source.repo_id, source.revision)
                 if source.kind == "hub"
                 else "complete the download of the model files."
             )
