@@ -26,7 +26,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cuts", type=int, default=3)
+    parser.add_argument("--link-mbps", type=float, default=None,
+                        help="pace the server to this many MB/s, like a real download link (default: loopback speed)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where files are written (e.g. /dev/shm to take the disk's write-back out of the "
                              "comparison); default: a temporary folder")
@@ -63,7 +65,7 @@ def main() -> None:
     spec = DownloadSpec(f"{{base}}/api/download/models/{VERSION}", "bench file", sha256=sha, size=len(data),
                         civitai=True)
 
-    with fake_server(payload) as base:  # its own process: no GIL shared with the client
+    with fake_server(payload, args.link_mbps) as base:  # its own process: no GIL shared with the client
         storage_url = f"{base.replace('127.0.0.1', 'localhost')}/storage/{VERSION}/{VERSION * 10}/{payload.name}"
         spec = replace(spec, url=spec.url.format(base=base))
         raw_times, synced_times, our_times = [], [], []
@@ -85,7 +87,7 @@ def main() -> None:
             dest.unlink()
         ratio = statistics.median(raw / ours for raw, ours in zip(raw_times, our_times))
         synced_ratio = statistics.median(raw / ours for raw, ours in zip(synced_times, our_times))
-        print(f"size {size_mb:.0f} MB")
+        print(f"size {size_mb:.0f} MB, link {f'{args.link_mbps:g} MB/s' if args.link_mbps else 'loopback (unpaced)'}")
         print(f"raw streaming copy         : {size_mb / statistics.median(raw_times):8.1f} MB/s (median)")
         print(f"raw streaming copy + fsync : {size_mb / statistics.median(synced_times):8.1f} MB/s (median)")
         print(f"verified download          : {size_mb / statistics.median(our_times):8.1f} MB/s (median); "
@@ -103,8 +105,9 @@ def main() -> None:
 
 
 @contextmanager
-def fake_server(payload: Path) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_civitai.py"), str(payload)],
+def fake_server(payload: Path, link_mbps: Optional[float]) -> Iterator[str]:
+    rate = [str(link_mbps)] if link_mbps else []
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_civitai.py"), str(payload), *rate],
                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         yield process.stdout.readline().strip()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import quote
@@ -68,7 +69,8 @@ class FakeVersion:
 
 
 class FakeCivitai:
-    def __init__(self) -> None:
+    def __init__(self, rate: Optional[float] = None) -> None:
+        self.rate = rate  # bytes per second for file bodies (a WAN-like link); None = as fast as possible
         self.versions: dict[int, FakeVersion] = {}
         self.models: dict[int, list[int]] = {}  # model id -> version ids, default first
         self.plain_files: dict[str, bytes] = {}  # /files/<name> and HF resolve paths
@@ -229,11 +231,14 @@ class FakeCivitai:
             end = min(end, start + faults.stall_after)
         view = memoryview(data)
         position = start
+        began = time.monotonic()
         while position < end:
             step = min(1 << 20, end - position)
             await response.write(view[position:position + step])
             self.storage_bytes += step
             position += step
+            if self.rate:  # pace the body to the link rate
+                await asyncio.sleep(max(0.0, (position - start) / self.rate - (time.monotonic() - began)))
         if faults.stall_after is not None:
             await asyncio.sleep(3600)
         if end < len(data):
@@ -342,7 +347,8 @@ def main() -> None:
     from pathlib import Path
 
     data = Path(sys.argv[1]).read_bytes()
-    server = FakeCivitai().start()
+    rate = float(sys.argv[2]) * 1e6 if len(sys.argv) > 2 else None  # optional link rate in MB/s
+    server = FakeCivitai(rate).start()
     server.add_lora(MODEL, VERSION, data, name=Path(sys.argv[1]).name, trained_words=["tiny style"])
     print(server.base_url, flush=True)
     try:
