@@ -40,3 +40,13 @@ def test_every_node_has_title_description_category_and_tooltips() -> None:
             for input_name, entry in spec.get(section, {}).items():
                 options = entry[1] if len(entry) > 1 else {}
                 assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_node_list_json_names_every_node() -> None:
+    """ComfyUI Manager reads node_list.json to suggest this pack for missing node types."""
+    import json
+
+    import diffusers_presets
+
+    listed = json.loads((Path(diffusers_presets.__file__).parent / "node_list.json").read_text())
+    assert set(listed) == set(diffusers_presets.NODE_CLASS_MAPPINGS)
