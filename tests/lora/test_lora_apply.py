@@ -130,3 +130,18 @@ def test_loader_errors(host, tiny_loras, fresh_cache) -> None:
     with pytest.raises(PresetsError) as info:
         add(handle_for("sdxl"), str(tiny_loras["sdxl"][0]), strength=2.5)
     assert info.value.code == "input_invalid"
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_works_under_inference_mode_like_inside_comfyui(family, host, tiny_loras, fresh_cache) -> None:
+    """ComfyUI runs every node inside torch.inference_mode(): loading, reweighting and removing
+    adapters there must work and give the same images as outside it."""
+    base = handle_for(family)
+    with torch.inference_mode():
+        plain, _ = render(base)
+        with_lora, _ = add(base, str(tiny_loras[family][0]), strength=0.7)
+        changed, _ = render(with_lora)
+        reweighted, _ = render(add(base, str(tiny_loras[family][0]), strength=1.3)[0])
+        again, _ = render(base)
+    assert (changed - plain).abs().max() > 0.01 and not torch.equal(changed, reweighted)
+    assert torch.equal(again, plain)
