@@ -111,8 +111,8 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
     result = family.generate(pipe, params, on_step)
     seconds = time.perf_counter() - started
     log.info("%s: %d image(s) %dx%d, %d steps, cfg %s, sampler %s, seed %d in %.2f s", preset.id,
-             request.batch_size, width, height, steps_run, result.guidance_scale, params.sampler or "pipeline default",
-             request.seed, seconds)
+             request.batch_size, width, height, steps_run, result.guidance_scale, preset.sampler_label, request.seed,
+             seconds)
     info = {
         "preset": preset.id, "family": preset.family, "steps": steps_run, "cfg": result.guidance_scale,
         "sampler": preset.sampler_label, "seed": request.seed, "width": width, "height": height,
