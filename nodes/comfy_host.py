@@ -53,10 +53,32 @@ class ComfyHost:
         comfy.model_management.throw_exception_if_processing_interrupted()
 
 
+def _unload_with_comfyui() -> None:
+    """ComfyUI's "Unload Models" (POST /free) calls comfy.model_management.unload_all_models;
+    wrap it so our cached pipelines are released too."""
+    import comfy.model_management as model_management
+
+    original = model_management.unload_all_models
+    if getattr(original, "diffusers_presets_wrapped", False):
+        return
+
+    def unload_all_models(*args: object, **kwargs: object) -> object:
+        from ..core.cache import pipeline_cache
+
+        count = pipeline_cache().unload()
+        if count:
+            log.info("Diffusers Presets: unloaded %d cached pipeline(s)", count)
+        return original(*args, **kwargs)
+
+    unload_all_models.diffusers_presets_wrapped = True  # type: ignore[attr-defined]
+    model_management.unload_all_models = unload_all_models
+
+
 def install_if_in_comfyui() -> bool:
     """Install the ComfyUI host when running inside ComfyUI; True if it was installed."""
     if importlib.util.find_spec("folder_paths") is None or importlib.util.find_spec("comfy") is None:
         return False
     set_host(ComfyHost())
-    log.info("Diffusers Presets: using ComfyUI's folders, progress bar and interrupt")
+    _unload_with_comfyui()
+    log.info("Diffusers Presets: using ComfyUI's folders, progress bar, interrupt and model unloading")
     return True

@@ -34,7 +34,11 @@ try:
     interrupted = None
 except Exception as exc:
     interrupted = type(exc).__name__
-print(json.dumps({"host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
+cache = import_module(pack_name + ".core.cache").pipeline_cache()
+cached_before = len(cache)
+comfy.model_management.unload_all_models()  # what ComfyUI's "Unload Models" / POST /free calls
+unload = {"before": cached_before, "after": len(cache), "comfy": comfy.model_management.unloaded}
+print(json.dumps({"unload": unload, "host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
                    "after_interrupt": list(comfy.utils.updates), "users_presets": str(host.user_presets_dir()),
                    "loras": [str(p) for p in host.model_folders("loras")]}))
 """
@@ -58,3 +62,4 @@ def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_mo
     assert report["after_interrupt"][-1] == [2, 50]
     assert report["users_presets"] == str(models / "diffusers_presets")
     assert report["loras"] == [str(models / "loras")]
+    assert report["unload"] == {"before": 1, "after": 0, "comfy": 1}  # ours released, ComfyUI's still called

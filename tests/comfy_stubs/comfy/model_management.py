@@ -1,4 +1,4 @@
-"""Stand-in for comfy.model_management's interrupt flag."""
+"""Stand-in for comfy.model_management: the interrupt flag and unload_all_models."""
 
 interrupt_processing = False
 
@@ -17,3 +17,11 @@ def throw_exception_if_processing_interrupted():
     if interrupt_processing:
         interrupt_processing = False
         raise InterruptProcessingException()
+
+
+unloaded = 0  # how many times ComfyUI's own models were unloaded
+
+
+def unload_all_models():
+    global unloaded
+    unloaded += 1
