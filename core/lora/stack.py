@@ -16,7 +16,6 @@ from ..families.base import SamplingParams
 from ..handle import LoraSpec
 from .catalog import CatalogEntry
 from .compat import check_compatible, preset_base_model
-from .resolve import resolve_lora
 from .triggers import clean_triggers, plan_prompt
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,8 @@ def lora_spec(family: str, preset_id: str, reference: str, *, weight: float = 1.
     None or empty keeps them (catalog ``prompt`` first, else Civitai's trainedWords)."""
     weight = _check_weight("strength", weight)
     trigger_weight = _check_weight("trigger_weight", trigger_weight)
+    from .resolve import resolve_lora  # the network client, only when there is a LoRA to resolve
+
     lora = resolve_lora(reference, dest=entry.download_path if entry else None)
     check_compatible(family, label=lora.label, base_model=lora.base_model, path=lora.path,
                      preset_base_model=preset_base_model(preset_id))
