@@ -116,3 +116,10 @@ def test_unknown_preset_lists_the_known_ones() -> None:
         PresetRegistry(SHIPPED_DIR).get("flux/turbo")
     assert info.value.code == "preset_not_found"
     assert "flux/schnell" in info.value.fix
+
+
+def test_readme_lists_every_error_code() -> None:
+    from diffusers_presets.core.errors import CODES
+
+    readme = (SHIPPED_DIR.parent / "README.md").read_text(encoding="utf-8")
+    assert [code for code in CODES if f"| `{code}` |" not in readme] == []
