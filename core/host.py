@@ -27,6 +27,7 @@ class Progress(Protocol):
 
 class Host(Protocol):
     name: str
+    model_overrides: dict[str, str]  # preset id -> model source override (the runner's --model)
 
     def model_folders(self, kind: str) -> list[Path]:
         """Folders to search for a model kind: ``diffusers``, ``checkpoints``, ``loras``,
@@ -34,6 +35,10 @@ class Host(Protocol):
         ...
 
     def models_dir(self) -> Path: ...
+
+    def model_files(self, kind: str) -> list[str]:
+        """Relative ``/``-separated paths of the files in every folder of ``kind``."""
+        ...
 
     def user_presets_dir(self) -> Optional[Path]: ...
 
@@ -84,6 +89,13 @@ class HeadlessHost:
 
     def model_folders(self, kind: str) -> list[Path]:
         return [self.models_dir() / kind, *self.extra_folders.get(kind, [])]
+
+    def model_files(self, kind: str) -> list[str]:
+        names: set[str] = set()
+        for folder in self.model_folders(kind):
+            if folder.is_dir():
+                names.update(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+        return sorted(names)
 
     def user_presets_dir(self) -> Optional[Path]:
         return _env_path("PRESETS_DIR")

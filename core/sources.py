@@ -55,13 +55,6 @@ def _not_found(what: str, looked: list, fix: str) -> PresetsError:
     return PresetsError("model_not_found", f"{what} was not found (looked in: {places}).", fix)
 
 
-def _hub_cached(repo: str, filename: str, revision: Optional[str]) -> Optional[str]:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo, filename, revision=revision)
-    return found if isinstance(found, str) else None
-
-
 def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], config: Optional[str],
                 weights_of: str) -> ModelSource:
     """A hub repo (``weights_of`` names the family whose index files mark a pipeline) or one
@@ -88,7 +81,7 @@ def _config_ref(config: str) -> str:
     found, looked = _find_in("diffusers", config)
     if found is not None:
         return str(found)
-    if _REPO_ID.match(config) and (allow_downloads() or _hub_cached(config, "model_index.json", None)):
+    if _REPO_ID.match(config) and (allow_downloads() or is_hub_repo_cached(config, None, ("model_index.json",))):
         return config
     raise _not_found(f"the pipeline config '{config}' for a single-file checkpoint", [*looked, "the local Hugging Face cache"],
                      f"download its configs and tokenizers once (no weights) with `hf download {config} "
@@ -131,9 +124,8 @@ def source_present(preset: Preset) -> bool:
     try:
         if "repo" in preset.source and allow_downloads():  # resolving would not look at the cache
             repo, revision = preset.source["repo"], preset.source.get("revision")
-            if "file" in preset.source:
-                return _hub_cached(repo, preset.source["file"], revision) is not None
-            return is_hub_repo_cached(repo, revision, index_files(preset.family))
+            wanted = (preset.source["file"],) if "file" in preset.source else index_files(preset.family)
+            return is_hub_repo_cached(repo, revision, wanted)
         resolve_source(preset)
     except PresetsError:
         return False

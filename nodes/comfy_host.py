@@ -35,6 +35,13 @@ class ComfyHost:
         except KeyError:  # a folder kind this ComfyUI does not know
             return [self.models_dir() / kind]
 
+    def model_files(self, kind: str) -> list[str]:
+        # ComfyUI's listing is cached on folder mtimes: INPUT_TYPES calls this often.
+        try:
+            return [name.replace("\\", "/") for name in self._folder_paths.get_filename_list(kind)]
+        except KeyError:
+            return []
+
     def user_presets_dir(self) -> Optional[Path]:
         explicit = os.environ.get("PRESETS_DIR")
         return Path(explicit).expanduser() if explicit else self.models_dir() / "diffusers_presets"

@@ -21,7 +21,7 @@ def load_handle(preset_id: str, model_override: str = "") -> PipelineHandle:
     from ..core.lora.stack import preset_lora_specs  # urllib & co.: not at pack import
 
     preset = registry().get(preset_id)
-    override = model_override.strip() or getattr(get_host(), "model_overrides", {}).get(preset.id, "")
+    override = model_override.strip() or get_host().model_overrides.get(preset.id, "")
     preset = apply_override(preset, override)
     source = resolve_source(preset)
     handle = PipelineHandle(preset=preset, source=source, vram_profile=default_profile())
@@ -46,7 +46,7 @@ class PresetLoader:
         try:
             presets = registry()
             ids = presets.ids()
-            default = presets.default_for("sdxl").id if "sdxl/illustrious" in ids else ids[0]
+            default = presets.default_for("sdxl").id
         except PresetsError as exc:  # keep ComfyUI's node list working; the error shows on run
             log.error("%s", exc)
             ids, default = ["<presets failed to load: see the log>"], "<presets failed to load: see the log>"

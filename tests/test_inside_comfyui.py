@@ -38,7 +38,8 @@ cache = import_module(pack_name + ".core.cache").pipeline_cache()
 cached_before = len(cache)
 comfy.model_management.unload_all_models()  # what ComfyUI's "Unload Models" / POST /free calls
 unload = {"before": cached_before, "after": len(cache), "comfy": comfy.model_management.unloaded}
-print(json.dumps({"unload": unload, "host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
+lora_choices = nodes["CivitaiLoraLoader"].INPUT_TYPES()["required"]["lora"][0]
+print(json.dumps({"lora_choices": lora_choices, "unload": unload, "host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
                    "after_interrupt": list(comfy.utils.updates), "users_presets": str(host.user_presets_dir()),
                    "loras": [str(p) for p in host.model_folders("loras")]}))
 """
@@ -49,6 +50,9 @@ def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_mo
     (models / "diffusers_presets_cache").mkdir(parents=True)
     # Reuse this session's tiny models as the ComfyUI host's cache.
     (models / "diffusers_presets_cache" / "tiny-models").symlink_to(next(iter(tiny_models.values())).parent)
+    (models / "loras" / "styles").mkdir(parents=True)
+    (models / "loras" / "styles" / "ink.safetensors").write_bytes(b"listed, never read here")
+    (models / "loras" / "notes.txt").write_text("not a LoRA")
     env = {**os.environ, "STUB_COMFY_MODELS": str(models), "PYTHONPATH": str(STUBS)}
     env.pop("PRESETS_DIR", None)
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -62,4 +66,6 @@ def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_mo
     assert report["after_interrupt"][-1] == [2, 50]
     assert report["users_presets"] == str(models / "diffusers_presets")
     assert report["loras"] == [str(models / "loras")]
+    assert "styles/ink.safetensors" in report["lora_choices"]  # ComfyUI's (cached) file listing
+    assert not any(choice.endswith(".txt") for choice in report["lora_choices"])
     assert report["unload"] == {"before": 1, "after": 0, "comfy": 1}  # ours released, ComfyUI's still called

@@ -79,8 +79,9 @@ def hub_download_fix(repo_id: str, revision: Optional[str], filename: Optional[s
 
 
 def is_hub_repo_cached(repo_id: str, revision: Optional[str], index_files: tuple[str, ...]) -> bool:
-    """True when one of the pipeline index files of ``repo_id@revision`` is in the local cache.
-    Only looks at the cache on disk; never asks the hub."""
+    """True when one of ``index_files`` (pipeline index files, or a single checkpoint) of
+    ``repo_id@revision`` is in the local cache. Only looks at the cache on disk; never asks
+    the hub. A malformed repo id is ``preset_invalid``."""
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 

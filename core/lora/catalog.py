@@ -9,6 +9,7 @@ Each entry: ``label``, ``base_architecture`` (a family name, or a Civitai base m
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -115,13 +116,20 @@ def read_catalog(path: Path) -> list[CatalogEntry]:
     return [_entry(path, index, raw) for index, raw in enumerate(data.get("loras") or [])]
 
 
+@functools.lru_cache(maxsize=8)
+def _read_unless_unchanged(path: Path, mtime_ns: int) -> tuple[CatalogEntry, ...]:
+    """read_catalog, parsed again only when the file changes (INPUT_TYPES lists the catalog often)."""
+    return tuple(read_catalog(path))
+
+
 def catalog() -> list[CatalogEntry]:
     """Shipped entries, then the user's (a user entry replaces a shipped one of the same choice)."""
     entries: dict[str, CatalogEntry] = {}
     user_dir = get_host().user_presets_dir()
     for folder in (SHIPPED_DIR, user_dir):
         if folder is not None and (folder / CATALOG_FILE).is_file():
-            for entry in read_catalog(folder / CATALOG_FILE):
+            path = folder / CATALOG_FILE
+            for entry in _read_unless_unchanged(path, path.stat().st_mtime_ns):
                 entries[entry.choice] = entry
     return list(entries.values())
 

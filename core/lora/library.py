@@ -163,10 +163,5 @@ def find_local(text: str) -> Path:
 
 def list_local() -> list[str]:
     """Relative names (``/``-separated) of the safetensors files in every loras folder."""
-    names: set[str] = set()
-    for folder in loras_folders():
-        if folder.is_dir():
-            for path in folder.rglob("*"):
-                if path.suffix.lower() in SAFETENSORS_SUFFIXES and path.is_file():
-                    names.add(path.relative_to(folder).as_posix())
-    return sorted(names, key=str.lower)
+    return sorted((name for name in get_host().model_files("loras") if name.lower().endswith(SAFETENSORS_SUFFIXES)),
+                  key=str.lower)
