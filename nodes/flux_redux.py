@@ -7,7 +7,8 @@ from typing import Any, Optional
 from ..core.handle import PipelineHandle
 from ..core.redux import redux_generate
 from ..core.sampler import GenerationRequest
-from .common import BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT
+from .common import (BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT,
+                     record_lora_provenance)
 
 
 class FluxRedux:
@@ -48,13 +49,16 @@ class FluxRedux:
                                                  "tooltip": "Weight of each image of reference_2 against each "
                                                             "image of reference (weight 1). 0 = not used."}),
             },
+            "hidden": {"extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     def generate(self, pipeline: PipelineHandle, reference: Any, seed: int, width: int, height: int,
                  batch_size: int, prompt: str, prompt_balance: float, reference_2: Optional[Any] = None,
-                 reference_2_weight: float = 1.0) -> tuple:
+                 reference_2_weight: float = 1.0, extra_pnginfo: Optional[dict] = None) -> tuple:
         references = [(reference, 1.0)]
         if reference_2 is not None:
             references.append((reference_2, reference_2_weight))
         request = GenerationRequest(prompt=prompt, seed=seed, width=width, height=height, batch_size=batch_size)
-        return (redux_generate(pipeline, references, request, prompt_balance).images,)
+        output = redux_generate(pipeline, references, request, prompt_balance)
+        record_lora_provenance(extra_pnginfo, output.info)
+        return (output.images,)

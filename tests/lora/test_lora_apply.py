@@ -145,3 +145,17 @@ def test_works_under_inference_mode_like_inside_comfyui(family, host, tiny_loras
         again, _ = render(base)
     assert (changed - plain).abs().max() > 0.01 and not torch.equal(changed, reweighted)
     assert torch.equal(again, plain)
+
+
+def test_flux_redux_applies_the_stack_and_records_provenance(host, tiny_loras, fresh_cache) -> None:
+    from diffusers_presets.nodes.flux_redux import FluxRedux
+
+    reference = torch.linspace(0, 1, 32 * 32 * 3).reshape(1, 32, 32, 3)
+    base = handle_for("flux")
+    with_lora, _ = add(base, str(tiny_loras["flux"][0]), strength=1.0)
+    info: dict = {}
+    (changed,) = FluxRedux().generate(with_lora, reference, 1, 64, 64, 1, "", 0.5, extra_pnginfo=info)
+    (plain,) = FluxRedux().generate(base, reference, 1, 64, 64, 1, "", 0.5)
+    assert (changed - plain).abs().max() > 0.01
+    (entry,) = info["loras"]
+    assert entry["weight"] == 1.0 and len(entry["sha256"]) == 64
