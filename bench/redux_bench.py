@@ -99,9 +99,10 @@ def time_it(call) -> float:
 def bench_time(preset_id: str, runs: int, size: int) -> None:
     import torch
 
-    from diffusers_presets.core.redux import redux_pipeline, redux_source, to_pil_images
+    from diffusers_presets.core.images import to_pil_images
+    from diffusers_presets.core.redux import redux_pipeline, redux_source
     from diffusers_presets.nodes.flux_redux import FluxRedux
-    from diffusers_presets.nodes.preset_loader import load_handle
+    from diffusers_presets.core.handle import load_handle
 
     handle = load_handle(preset_id, "tiny")
     image = reference()
@@ -133,10 +134,11 @@ def bench_time(preset_id: str, runs: int, size: int) -> None:
 
 def memory_child(variant: str, preset_id: str, size: int) -> None:
     """One variant in a fresh process; prints a JSON line."""
-    from diffusers_presets.core.redux import redux_pipeline, redux_source, to_pil_images
+    from diffusers_presets.core.images import to_pil_images
+    from diffusers_presets.core.redux import redux_pipeline, redux_source
     from diffusers_presets.core.sources import ensure_tiny_models
     from diffusers_presets.nodes.flux_redux import FluxRedux
-    from diffusers_presets.nodes.preset_loader import load_handle
+    from diffusers_presets.core.handle import load_handle
 
     handle = load_handle(preset_id, "tiny")
     image = reference()

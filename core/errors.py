@@ -11,6 +11,7 @@ from __future__ import annotations
 CODES = {
     "preset_not_found": "no preset with that id",
     "preset_invalid": "a preset file is malformed",
+    "preset_read_only": "a shipped preset cannot be deleted, or there is no user presets folder to write to",
     "model_not_found": "the model weights are not where the preset says",
     "model_load_failed": "the weights are there but could not be loaded",
     "size_invalid": "width/height break the family's size rule",
@@ -29,6 +30,7 @@ CODES = {
     "civitai_unavailable": "Civitai did not answer usefully",
     "download_failed": "a download failed or did not verify",
     "workflow_invalid": "a workflow file cannot be read or validated",
+    "internal_error": "an unexpected failure in Diffusers Presets itself (a bug)",
 }
 
 

@@ -57,7 +57,28 @@ class PipelineHandle:
         return replace(self, loras=others + (lora,))
 
     def pipeline(self) -> Any:
-        """The loaded pipeline for this handle, from the process-wide cache."""
+        """The loaded pipeline for this handle, from the process-wide cache (not held: use
+        ``pipeline_cache().use(handle)`` to generate with it)."""
         from .cache import pipeline_cache
 
         return pipeline_cache().get(self)
+
+
+def load_handle(preset_id: str, model_override: str = "") -> PipelineHandle:
+    """Resolve a preset id and an optional override into a handle whose weights exist.
+    An empty override falls back to the host's (``--model PRESET=SOURCE`` in the runner).
+    PresetLoader, the runner server and the OpenAI API all build handles here."""
+    from .host import get_host
+    from .lora.stack import preset_lora_specs  # urllib & co.: not at pack import
+    from .presets import registry
+    from .sources import apply_override, resolve_source
+    from .vram import default_profile
+
+    preset = registry().get(preset_id)
+    override = model_override.strip() or get_host().model_overrides.get(preset.id, "")
+    preset = apply_override(preset, override)
+    source = resolve_source(preset)
+    handle = PipelineHandle(preset=preset, source=source, vram_profile=default_profile())
+    for spec in preset_lora_specs(preset):  # LoRAs the preset ships with
+        handle = handle.with_lora(spec)
+    return handle

@@ -3,15 +3,23 @@
 The core never asks ComfyUI directly. It calls :func:`get_host`, which returns whatever host
 was installed with :func:`set_host`: the ComfyUI host (``nodes/comfy_host.py``, installed when
 the pack is loaded inside ComfyUI) or the headless host below, which the runner configures.
+
+Progress and interruption belong to a *run*, not to the process: the runner's engine enters a
+:class:`RunContext` (:func:`run_scope`) on the thread that executes a prompt, and the headless
+host reports progress to, and checks the interrupt flag of, the run of the calling thread. Two
+runs on two threads (a ComfyUI prompt and an OpenAI request, say) never see each other's
+events or interrupts.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Callable, Iterator, Optional, Protocol
 
 from .errors import Interrupted
 
@@ -56,18 +64,59 @@ def _env_path(name: str) -> Optional[Path]:
     return Path(value).expanduser() if value else None
 
 
-class _ListenerProgress:
-    def __init__(self, host: "HeadlessHost", total: int) -> None:
-        self._host = host
+class RunContext:
+    """One run's progress listener and interrupt flag. ``request_interrupt`` is thread-safe."""
+
+    def __init__(self, progress_listener: Optional[ProgressListener] = None) -> None:
+        self.progress_listener = progress_listener
+        self._interrupt = threading.Event()
+
+    def request_interrupt(self) -> None:
+        self._interrupt.set()
+
+    @property
+    def interrupt_requested(self) -> bool:
+        return self._interrupt.is_set()
+
+    def throw_if_interrupted(self) -> None:
+        if self._interrupt.is_set():
+            raise Interrupted()
+
+
+_current_run: contextvars.ContextVar[Optional[RunContext]] = contextvars.ContextVar("diffusers_presets_run",
+                                                                                    default=None)
+
+
+def current_run() -> Optional[RunContext]:
+    """The run the calling thread (or task) executes, if any."""
+    return _current_run.get()
+
+
+@contextmanager
+def run_scope(context: RunContext) -> Iterator[RunContext]:
+    """Make ``context`` the current run for the code inside the ``with`` block."""
+    token = _current_run.set(context)
+    try:
+        yield context
+    finally:
+        _current_run.reset(token)
+
+
+class _RunProgress:
+    """Progress of one run: bound to the run current when it was created."""
+
+    def __init__(self, run: Optional[RunContext], total: int) -> None:
+        self._run = run
         self.total = total
 
     def update_absolute(self, value: int, total: Optional[int] = None) -> None:
         if total is not None:
             self.total = total
-        self._host.throw_if_interrupted()
-        listener = self._host.progress_listener
-        if listener is not None:
-            listener(value, self.total)
+        if self._run is None:
+            return
+        self._run.throw_if_interrupted()
+        if self._run.progress_listener is not None:
+            self._run.progress_listener(value, self.total)
 
 
 class HeadlessHost:
@@ -79,10 +128,8 @@ class HeadlessHost:
     def __init__(self) -> None:
         self.models_root: Optional[Path] = None
         self.extra_folders: dict[str, list[Path]] = {}
-        self.progress_listener: Optional[ProgressListener] = None
         # preset id -> model source override ("tiny", a folder, a file), from `--model`.
         self.model_overrides: dict[str, str] = {}
-        self._interrupt = threading.Event()
 
     def models_dir(self) -> Path:
         return self.models_root or _env_path("MODEL_BASE_PATH") or Path.cwd() / "models"
@@ -108,18 +155,12 @@ class HeadlessHost:
         return xdg / "diffusers-presets"
 
     def progress(self, total: int) -> Progress:
-        return _ListenerProgress(self, total)
-
-    def request_interrupt(self) -> None:
-        self._interrupt.set()
-
-    def clear_interrupt(self) -> None:
-        self._interrupt.clear()
+        return _RunProgress(current_run(), total)
 
     def throw_if_interrupted(self) -> None:
-        if self._interrupt.is_set():
-            self._interrupt.clear()
-            raise Interrupted()
+        run = current_run()
+        if run is not None:
+            run.throw_if_interrupted()
 
 
 _host: Optional[Host] = None

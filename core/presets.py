@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from .errors import PresetsError
 from .families.base import check_size_rule
+from .lora.compat import lineage_names
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "loras": ((list,), "a list of {ref, triggers, weight, trigger_weight} mappings"),
     "clip_skip": ((int, type(None)), "null or an integer from 1 to 12"),
     "call_args": ((dict,), "a mapping of extra keyword arguments for the pipeline call"),
+    "lineage": ((str, type(None)), "null or the Civitai lineage of the weights, one of the family's: " + "; ".join(
+        f"{', '.join(lineage_names(family))} ({family})" for family in FAMILY_NAMES if lineage_names(family))),
 }
 _REQUIRED = ("family", "source", "dtype", "steps", "cfg", "width", "height", "size", "negative_prompt",
              "prompt_style", "prompt_template")
@@ -98,6 +101,7 @@ class Preset:
     loras: tuple = ()
     call_args: dict = field(default_factory=dict)
     redux: Optional[dict] = None
+    lineage: Optional[str] = None  # Civitai lineage (illustrious, pony, ...): LoRAs of another one warn
     files: tuple[str, ...] = ()  # the files this preset was built from, in layer order
 
     @property
@@ -304,6 +308,7 @@ class PresetRegistry:
             "prompt_template": preset.prompt_template, "default_negative": preset.default_negative,
             "loras_supported": preset.loras_supported, "clip_skip": preset.clip_skip,
             "loras": list(preset.loras), "call_args": dict(preset.call_args), "redux": preset.redux,
+            "lineage": preset.lineage,
         }
 
     def _check_defaults(self) -> None:
@@ -367,6 +372,10 @@ def _build(preset_id: str, data: dict, path: Path, files: tuple[str, ...]) -> Pr
     for entry in data.get("loras", []):
         if not isinstance(entry, dict) or "ref" not in entry:
             raise _fail(path, "loras", entry, _FIELDS["loras"][1])
+    lineage = data.get("lineage")
+    if lineage is not None and lineage not in lineage_names(data["family"]):
+        allowed = lineage_names(data["family"])
+        raise _fail(path, "lineage", lineage, f"null or one of {', '.join(allowed)}" if allowed else "null")
     return Preset(
         id=preset_id, family=data["family"], description=data.get("description", ""),
         license=data.get("license", ""), default=data["default"], source=dict(data["source"]),
@@ -375,7 +384,7 @@ def _build(preset_id: str, data: dict, path: Path, files: tuple[str, ...]) -> Pr
         prompt_style=data["prompt_style"], prompt_template=data["prompt_template"],
         default_negative=data.get("default_negative", ""), loras_supported=data.get("loras_supported", True),
         clip_skip=clip_skip, loras=tuple(data.get("loras", [])), call_args=dict(data.get("call_args", {})),
-        redux=data.get("redux"), files=files,
+        redux=data.get("redux"), lineage=lineage, files=files,
     )
 
 

@@ -34,6 +34,7 @@ from .families._loading import one_line
 from .families.base import ModelSource
 from .handle import PipelineHandle
 from .host import get_host
+from .images import check_image, to_pil_images
 from .lora.apply import activate_loras
 from .sampler import GenerationOutput, GenerationRequest, generate, resolve_size, validate_request
 from .sources import resolve_weights
@@ -65,49 +66,13 @@ def check_flux(handle: PipelineHandle) -> None:
         )
 
 
-def check_image(image: Any, label: str) -> None:
-    """Raise ``input_invalid`` unless ``image`` is a ComfyUI IMAGE: float [B,H,W,3], B ≥ 1,
-    sides of at least MIN_REFERENCE_SIDE pixels, finite values."""
-    import torch
-
-    def invalid(what: str, fix: str) -> PresetsError:
-        return PresetsError("input_invalid", f"{label} {what}", fix)
-
-    if not isinstance(image, torch.Tensor):
-        raise invalid(f"is a {type(image).__name__}, not an IMAGE.", "connect an IMAGE output (e.g. LoadImage's IMAGE).")
-    shape = tuple(image.shape)
-    if image.ndim == 3 and shape[-1] == 3:
-        raise invalid(f"has shape {shape}: an IMAGE needs a batch dimension, [batch, height, width, 3].",
-                      "add the batch dimension (image[None]) or pass the node's IMAGE output unchanged.")
-    if image.ndim in (2, 3):
-        raise invalid(f"has shape {shape}: that is a MASK ([batch, height, width]), not an IMAGE "
-                      "([batch, height, width, 3]).",
-                      "connect LoadImage's IMAGE output (the first one), not its MASK.")
-    if image.ndim != 4:
-        raise invalid(f"has shape {shape}; an IMAGE is [batch, height, width, 3].", "connect an IMAGE output.")
-    batch, height, width, channels = shape
-    if channels != 3:
-        raise invalid(f"has {channels} channel(s); FluxRedux needs RGB images with 3.",
-                      "drop the alpha channel or convert the image to RGB before FluxRedux.")
-    if batch == 0:
-        raise invalid("is an empty batch (0 images).", "give it at least one image.")
-    if min(height, width) < MIN_REFERENCE_SIDE:
-        raise invalid(f"is {width}x{height} pixels; references need at least {MIN_REFERENCE_SIDE}x"
-                      f"{MIN_REFERENCE_SIDE}.", "use a larger reference image.")
-    if not image.is_floating_point():
-        raise invalid(f"has dtype {image.dtype}; IMAGE values are floats in 0..1.",
-                      "convert it to float (value / 255) or load it with LoadImage.")
-    if not torch.isfinite(image).all():
-        raise invalid("contains NaN or infinite values.", "check the nodes that produced it.")
-
-
 def _check_inputs(handle: PipelineHandle, references: Sequence[Reference], prompt_balance: float) -> None:
     check_flux(handle)
     if not references:
         raise PresetsError("input_invalid", "FluxRedux got no reference image.", "connect a reference IMAGE.")
     for index, (image, weight) in enumerate(references, start=1):
         label = "reference" if index == 1 else f"reference_{index}"  # the node's input names
-        check_image(image, label)
+        check_image(image, label, min_side=MIN_REFERENCE_SIDE)
         if not (math.isfinite(weight) and weight >= 0):
             raise PresetsError("input_invalid", f"the weight of {label} is {weight}.", "use a weight of 0 or more.")
     if not any(weight > 0 for _, weight in references):
@@ -145,16 +110,6 @@ def redux_pipeline(handle: PipelineHandle, source: ModelSource) -> Any:
 
     # Keyed by source: two presets may share Flux weights but name different Redux weights.
     return pipeline_cache().companion(handle, f"redux:{source.cache_token()}", load)
-
-
-def to_pil_images(images: Any) -> list:
-    """IMAGE [B,H,W,3] 0..1 → PIL images, the input FluxPriorReduxPipeline's processor expects
-    (it rescales by 1/255, so float tensors in 0..1 would come out black)."""
-    import torch
-    from PIL import Image
-
-    pixels = (images.detach().to("cpu", torch.float32) * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return [Image.fromarray(frame) for frame in pixels.numpy()]
 
 
 def _image_tokens(redux: Any, references: Sequence[Reference]) -> Any:
@@ -230,11 +185,14 @@ def redux_generate(handle: PipelineHandle, references: Sequence[Reference], requ
     validate_request(request)
     resolve_size(handle, request.width, request.height)
     source = redux_source(handle)
-    # Text-encoder LoRAs must be active before Redux encodes the prompt (generate() sets the
-    # same stack again; activating is idempotent and cheap).
-    activate_loras(handle.pipeline(), handle.family_name, handle.loras)
-    conditioning = _conditioning(handle, source, references, request.prompt, prompt_balance)
-    output = generate(handle, request, conditioning=conditioning)
+    # Held from encoding to sampling: another generation on this pipeline must not change its
+    # LoRA stack in between (generate() takes the same, reentrant, hold).
+    with pipeline_cache().use(handle) as entry:
+        # Text-encoder LoRAs must be active before Redux encodes the prompt (generate() sets the
+        # same stack again; activating is idempotent and cheap).
+        activate_loras(entry.pipeline, handle.family_name, handle.loras)
+        conditioning = _conditioning(handle, source, references, request.prompt, prompt_balance)
+        output = generate(handle, request, conditioning=conditioning)
     output.info.update(redux_weights=[float(weight) for image, weight in references for _ in range(image.shape[0])],
                        prompt_balance=prompt_balance, redux_source=source.describe())
     return output

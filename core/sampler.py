@@ -2,8 +2,9 @@
 
 ``generate(handle, request)`` is the one path every image takes (FixedSampler, FluxRedux, the
 runner and the server): validate the request against the preset, render the prompt template,
-fetch the pipeline from the cache, activate the handle's LoRA stack, run the family with
-per-step progress and interrupt checks, and return ComfyUI ``IMAGE`` tensors.
+hold the pipeline from the cache (one generation per pipeline at a time: see ``core.cache``),
+activate the handle's LoRA stack, run the family with per-step progress and interrupt checks,
+and return ComfyUI ``IMAGE`` tensors.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .cache import pipeline_cache
 from .errors import PresetsError
 from .families import get_family
 from .families.base import SamplingParams
@@ -52,12 +54,15 @@ def resolve_size(handle: PipelineHandle, width: int, height: int) -> tuple[int, 
 
 
 def validate_request(request: GenerationRequest) -> None:
-    if not 0 <= request.seed <= MAX_SEED:
-        raise PresetsError("input_invalid", f"seed {request.seed} is outside 0..{MAX_SEED}.",
-                           "use a seed in that range.")
     if not 1 <= request.batch_size <= MAX_BATCH:
         raise PresetsError("input_invalid", f"batch size {request.batch_size} is outside 1..{MAX_BATCH}.",
                            f"use a batch size from 1 to {MAX_BATCH}.")
+    # Image i of a batch uses seed + i, so the whole range must be valid seeds.
+    last_seed = MAX_SEED - (request.batch_size - 1)
+    if not 0 <= request.seed <= last_seed:
+        raise PresetsError("input_invalid", f"seed {request.seed} with batch size {request.batch_size} is outside "
+                           f"0..{last_seed} (image i of a batch uses seed + i, at most {MAX_SEED}).",
+                           f"use a seed from 0 to {last_seed}.")
 
 
 def generate(handle: PipelineHandle, request: GenerationRequest,
@@ -84,7 +89,6 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
     if negative:
         log.info("%s: negative prompt: %s", preset.id, negative)
 
-    pipe = handle.pipeline()
     host = get_host()
     progress = host.progress(preset.steps)
     steps_run = 0
@@ -100,16 +104,18 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,
         clip_skip=preset.clip_skip, extra=dict(preset.call_args), conditioning=conditioning,
     )
-    # Every run, also with an empty stack: that is what switches off a removed loader's LoRA.
-    params = prepare_generation(pipe, preset.family, params, handle.loras)
-    if params.prompt != prompt:
-        log.info("%s: prompt with LoRA trigger words: %s", preset.id, params.prompt)
-    host.throw_if_interrupted()
-    started = time.perf_counter()
-    # The family turns pipeline failures into `generation_failed` and lets the host's own
-    # interrupt exception (raised from on_step) through unchanged.
-    result = family.generate(pipe, params, on_step)
-    seconds = time.perf_counter() - started
+    # Held for the whole call: LoRA activation and the scheduler swap mutate the shared pipeline.
+    with pipeline_cache().use(handle) as entry:
+        # Every run, also with an empty stack: that is what switches off a removed loader's LoRA.
+        params = prepare_generation(entry.pipeline, preset.family, params, handle.loras)
+        if params.prompt != prompt:
+            log.info("%s: prompt with LoRA trigger words: %s", preset.id, params.prompt)
+        host.throw_if_interrupted()
+        started = time.perf_counter()
+        # The family turns pipeline failures into `generation_failed` and lets the host's own
+        # interrupt exception (raised from on_step) through unchanged.
+        result = family.generate(entry.pipeline, params, on_step)
+        seconds = time.perf_counter() - started
     log.info("%s: %d image(s) %dx%d, %d steps, cfg %s, sampler %s, seed %d in %.2f s", preset.id,
              request.batch_size, width, height, steps_run, result.guidance_scale, preset.sampler_label, request.seed,
              seconds)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 TINY = "tiny"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 CHECKPOINT_SUFFIXES = (".safetensors", ".sft", ".ckpt")
+# Repos Hugging Face serves only to logged-in users who accepted the license on the repo page.
+GATED_REPOS = frozenset({"black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-Redux-dev"})
 
 
 def tiny_models_dir() -> Path:
@@ -32,11 +34,28 @@ def tiny_models_dir() -> Path:
 
 
 def ensure_tiny_models() -> dict[str, Path]:
-    """Build the tiny random-weight models on first use (a few seconds) and return their
-    folders by family (plus ``flux_redux``)."""
+    """Build all the tiny random-weight models on first use and return their folders by
+    family (plus ``flux_redux``)."""
     from .families import build_all_tiny
 
     return build_all_tiny(tiny_models_dir())
+
+
+def ensure_tiny_model(name: str, preset_id: str) -> Path:
+    """The folder of one tiny random-weight model (a family or ``flux_redux``) that preset
+    ``preset_id`` runs on, built on first use (a few seconds) and announced, since the user
+    did not ask for a build."""
+    from .families import build_tiny, tiny_is_built
+
+    folder = tiny_models_dir()
+    if not tiny_is_built(folder, name):
+        log.info("%s runs on the tiny random-weight %s model: building it once in %s (a few seconds)",
+                 preset_id, name, folder / name)
+    try:
+        return build_tiny(folder, name)
+    except OSError as exc:
+        raise PresetsError("model_not_found", f"the tiny {name} model cannot be built in {folder}: {exc.strerror or exc}.",
+                           "set DIFFUSERS_PRESETS_CACHE to a folder you can write to.") from exc
 
 
 def _find_in(kind: str, relative: str) -> tuple[Optional[Path], list[Path]]:
@@ -55,23 +74,37 @@ def _not_found(what: str, looked: list, fix: str) -> PresetsError:
     return PresetsError("model_not_found", f"{what} was not found (looked in: {places}).", fix)
 
 
+def _hub_missing(what: str, repo: str, revision: Optional[str], filename: Optional[str],
+                 preset_id: str) -> PresetsError:
+    """``model_not_found`` for weights missing from the local cache; for a gated repo it says
+    how to get access first, and how to try the workflow without the weights."""
+    if repo not in GATED_REPOS:
+        return _not_found(what, ["the local Hugging Face cache"], hub_download_fix(repo, revision, filename))
+    return _not_found(
+        f"{what} (a gated repo: Hugging Face serves it only after you accept its license)",
+        ["the local Hugging Face cache"],
+        f"accept the license on https://huggingface.co/{repo}, log in with `hf auth login`, then "
+        + hub_download_fix(repo, revision, filename, hint=f"To try the workflow without these weights, use "
+                           f"`--model {preset_id}=tiny` (in ComfyUI: PresetLoader's model_override `tiny`)."),
+    )
+
+
 def _hub_source(repo: str, revision: Optional[str], filename: Optional[str], config: Optional[str],
-                weights_of: str) -> ModelSource:
+                weights_of: str, preset_id: str) -> ModelSource:
     """A hub repo (``weights_of`` names the family whose index files mark a pipeline) or one
     checkpoint file in it, from the local cache unless downloads are allowed."""
     download = allow_downloads()
     if filename is None:
         if not download and not is_hub_repo_cached(repo, revision, index_files(weights_of)):
-            raise _not_found(f"the Hugging Face repo {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
-                             hub_download_fix(repo, revision))
+            raise _hub_missing(f"the Hugging Face repo {repo}@{revision or 'main'}", repo, revision, None, preset_id)
         return ModelSource("hub", repo_id=repo, revision=revision, allow_download=download)
     from huggingface_hub import hf_hub_download
 
     try:
         local = hf_hub_download(repo, filename, revision=revision, local_files_only=not download)
     except Exception as exc:  # huggingface_hub raises several types for "not cached"
-        raise _not_found(f"{filename} from {repo}@{revision or 'main'}", ["the local Hugging Face cache"],
-                         hub_download_fix(repo, revision, filename)) from exc
+        raise _hub_missing(f"{filename} from {repo}@{revision or 'main'}", repo, revision, filename,
+                           preset_id) from exc
     return ModelSource("single_file", path=Path(local), config=config, revision=revision, allow_download=download)
 
 
@@ -98,10 +131,10 @@ def resolve_weights(source: dict, tiny_name: str, preset: Preset) -> ModelSource
     ``tiny_name`` is a family or ``flux_redux``: it picks the tiny model for ``{tiny: true}``
     and the index files that mark a complete pipeline."""
     if source.get("tiny"):
-        return ModelSource("folder", path=ensure_tiny_models()[tiny_name])
+        return ModelSource("folder", path=ensure_tiny_model(tiny_name, preset.id))
     if "repo" in source:
         config = _config_ref(source["config"]) if "config" in source else None
-        return _hub_source(source["repo"], source.get("revision"), source.get("file"), config, tiny_name)
+        return _hub_source(source["repo"], source.get("revision"), source.get("file"), config, tiny_name, preset.id)
     if "folder" in source:
         found, looked = _find_in("diffusers", source["folder"])
         if found is None or not any((found / name).is_file() for name in index_files(tiny_name)):

@@ -105,6 +105,38 @@ def apply_vram_plan(pipe: Any, profile: str) -> VramPlan:
     return plan
 
 
+def replace_vram_plan(pipe: Any, profile: str) -> VramPlan:
+    """Place an already placed ``pipe`` for another profile without reading weights again:
+    undo the offload hooks and VAE tiling, gather the weights on the CPU, then apply the new
+    plan. Every placement diffusers 0.42 offers here can be undone this way (accelerate's model
+    offload hooks, group offloading at block and leaf level); sequential CPU offload, which we
+    never apply, is the one that would need a reload."""
+    unplace_pipeline(pipe)
+    return apply_vram_plan(pipe, profile)
+
+
+def unplace_pipeline(pipe: Any) -> None:
+    """Remove what :func:`place_pipeline` did: offload hooks, VAE tiling, accelerator residence."""
+    import torch
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.group_offloading import (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER,
+                                                  _LAZY_PREFETCH_GROUP_OFFLOADING)
+
+    if hasattr(pipe, "remove_all_hooks"):
+        pipe.remove_all_hooks()  # accelerate's model CPU offload hooks
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        # diffusers has no public "disable group offload"; its own re-apply helper
+        # (_maybe_remove_and_reapply_group_offloading) removes these hooks the same way.
+        registry = HookRegistry.check_if_exists_or_initialize(component)
+        for name in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+            registry.remove_hook(name, recurse=True)
+        component.to("cpu")
+    if hasattr(getattr(pipe, "vae", None), "disable_tiling"):
+        pipe.vae.disable_tiling()
+
+
 def place_pipeline(pipe: Any, plan: VramPlan) -> None:
     """Apply ``plan`` to a loaded pipeline. Modular pipelines (Anima) have no pipeline-level
     offload methods, so their components get diffusers' group offloading one by one."""

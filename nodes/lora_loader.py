@@ -54,8 +54,9 @@ class CivitaiLoraLoader:
                                          "ID@VERSION, ID), Civitai URL, https URL of a .safetensors file, "
                                          "hf://owner/repo/file.safetensors or a local path. Never put an API key "
                                          "here: set CIVITAI_API_KEY instead."}),
-                "strength": ("FLOAT", {"default": 1.0, **WEIGHT, "tooltip": "LoRA weight, 0.0-2.0 (0 = no effect; "
-                                       "1.0 on a catalog entry = the catalog's strength). Changing it reloads nothing."}),
+                "strength": ("FLOAT", {"default": 1.0, **WEIGHT, "tooltip": "LoRA weight, 0.0-2.0 (0 = no effect). "
+                                       "For a catalog entry it applies when use_catalog_strength is off. Changing it "
+                                       "reloads nothing."}),
                 "trigger_weight": ("FLOAT", {"default": 0.5, **WEIGHT, "tooltip": "Weight of the trigger words in "
                                              "the prompt where the text encoder allows weighting (SDXL); plain "
                                              "text otherwise."}),
@@ -63,11 +64,18 @@ class CivitaiLoraLoader:
             "optional": {
                 "trigger_words": ("STRING", {"default": "", "tooltip": "Trigger words to use instead of the LoRA's "
                                              "own (comma separated). Empty = from Civitai or the catalog."}),
+                # Last on purpose: ComfyUI maps saved widget values by position, so older workflows
+                # keep their values and get this input's default.
+                "use_catalog_strength": ("BOOLEAN", {"default": True, "label_on": "catalog strength",
+                                                     "label_off": "node strength",
+                                                     "tooltip": "For a catalog entry: use the strength the catalog "
+                                                     "gives it (on) or this node's strength (off). No effect on a "
+                                                     "reference or local file."}),
             },
         }
 
     def load(self, pipeline: PipelineHandle, lora: str, reference: str, strength: float, trigger_weight: float,
-             trigger_words: str = "") -> tuple[PipelineHandle, str]:
+             trigger_words: str = "", use_catalog_strength: bool = True) -> tuple[PipelineHandle, str]:
         from ..core.lora.catalog import find_entry
         from ..core.lora.stack import lora_spec
 
@@ -88,10 +96,11 @@ class CivitaiLoraLoader:
                 raise PresetsError("lora_incompatible", f"the catalog LoRA '{entry.label}' is for {entry.family}, but "
                                    f"preset {preset.id} is {preset.family}.",
                                    f"pick a catalog entry marked [{preset.family}].")
-        if entry is not None and strength == 1.0 and entry.strength != 1.0:
-            log.info("%s: using the catalog strength %g (the node's strength is at its default 1.0)",
-                     entry.label, entry.strength)
+        if entry is not None and use_catalog_strength:
+            if strength != entry.strength:
+                log.info("%s: using the catalog strength %g, not the node's %g (turn use_catalog_strength off to "
+                         "use the node's)", entry.label, entry.strength, strength)
             strength = entry.strength
-        spec = lora_spec(preset.family, preset.id, text, weight=strength, triggers=trigger_words,
+        spec = lora_spec(preset, text, weight=strength, triggers=trigger_words,
                          trigger_weight=trigger_weight, entry=entry)
         return pipeline.with_lora(spec), ", ".join(spec.triggers)

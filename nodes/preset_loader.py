@@ -5,29 +5,11 @@ from __future__ import annotations
 import logging
 
 from ..core.errors import PresetsError
-from ..core.handle import HANDLE_TYPE, PipelineHandle
-from ..core.host import get_host
+from ..core.handle import HANDLE_TYPE, PipelineHandle, load_handle
 from ..core.presets import presets_fingerprint, registry
-from ..core.sources import apply_override, resolve_source
-from ..core.vram import default_profile
 from .common import CATEGORY
 
 log = logging.getLogger(__name__)
-
-
-def load_handle(preset_id: str, model_override: str = "") -> PipelineHandle:
-    """Resolve a preset id and an optional override into a handle whose weights exist.
-    An empty override falls back to the host's (``--model PRESET=SOURCE`` in the runner)."""
-    from ..core.lora.stack import preset_lora_specs  # urllib & co.: not at pack import
-
-    preset = registry().get(preset_id)
-    override = model_override.strip() or get_host().model_overrides.get(preset.id, "")
-    preset = apply_override(preset, override)
-    source = resolve_source(preset)
-    handle = PipelineHandle(preset=preset, source=source, vram_profile=default_profile())
-    for spec in preset_lora_specs(preset):  # LoRAs the preset ships with
-        handle = handle.with_lora(spec)
-    return handle
 
 
 class PresetLoader:

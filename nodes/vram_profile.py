@@ -19,6 +19,8 @@ class VramProfile:
     CATEGORY = CATEGORY
     RETURN_TYPES = HANDLE_INPUT[:1]
     RETURN_NAMES = ("pipeline",)
+    OUTPUT_TOOLTIPS = ("The same pipeline with this GPU memory profile; wire it into FixedSampler, FluxRedux or "
+                       "CivitaiLoraLoader.",)
     FUNCTION = "apply"
 
     @classmethod

@@ -4,6 +4,8 @@
                      [--set NODE_ID.INPUT=VALUE ...] [--model PRESET=SOURCE ...] [--json]
     python -m runner presets [--json]          (model_commands)
     python -m runner tiny-models DIR           (model_commands)
+    python -m runner models [--family F] [--json]   (model_commands)
+    python -m runner sync WORKFLOW [-o OUT] [--dry-run]   (model_commands)
 
 Exit codes: 0 success, 1 execution error, 2 invalid workflow, 130 interrupted.
 Progress goes to stderr, the summary to stdout (``--json``: machine-readable).
@@ -12,35 +14,41 @@ Progress goes to stderr, the summary to stdout (``--json``: machine-readable).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import re
 import signal
 import sys
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from ..core import sources
 from ..core.errors import PresetsError
+from ..core.families._loading import one_line
 from ..core.host import HeadlessHost, get_host
 from . import core_nodes
 from .convert import convert_workflow
 from .engine import Engine, PromptResult, ValidationResult
+from .engine import executor
 from .engine.schema import display_title, node_schema
 from .host_setup import configure_host, parse_assignment
-from .workflow_io import read_workflow
+from .workflow_io import parse_json, read_workflow
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-SUBCOMMANDS = ("presets", "tiny-models")
+SUBCOMMANDS = ("presets", "tiny-models", "models", "sync")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runner",
         description="Run a ComfyUI workflow (UI or API JSON, a PNG with embedded metadata, or - "
-        "for stdin) without ComfyUI. Other commands: 'presets', 'tiny-models DIR'.",
+        "for stdin) without ComfyUI. Other commands: 'presets', 'tiny-models DIR', 'models', 'sync WORKFLOW'.",
     )
     parser.add_argument("workflow", help="workflow .json, a .png saved by ComfyUI, or - for stdin")
     parser.add_argument("--output-dir", type=Path, default=Path("output"), help="where SaveImage writes (default ./output)")
@@ -66,25 +74,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_streams()
+    try:
+        return _main(argv)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one coded line, not a traceback
+        verbose = any(arg == "--verbose" or re.fullmatch(r"-v+", arg) for arg in argv)
+        _internal_error(one_line(exc), None, "".join(traceback.format_exception(exc)) if verbose else "")
+        return EXIT_ERROR
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         from . import model_commands
 
-        command = model_commands.presets_command if argv[0] == "presets" else model_commands.tiny_models_command
-        return command(argv[1:])
+        commands = {"presets": model_commands.presets_command, "tiny-models": model_commands.tiny_models_command,
+                    "models": model_commands.models_command, "sync": model_commands.sync_command}
+        return commands[argv[0]](argv[1:])
     if argv and argv[0] == "serve":
-        print("'serve' is not available yet: the HTTP server is planned but not part of this version.", file=sys.stderr)
-        return EXIT_INVALID
+        from .server.main import serve_command
+
+        return serve_command(argv[1:])
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     return run_workflow(args)
 
 
+# --- output ----------------------------------------------------------------------------------------------
+# C0/C1 control characters (a workflow's "\x1b[2J" would clear the terminal) and lone surrogates
+# (a strict UTF-8 terminal cannot print them); newlines and tabs stay.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates escaped (``\\x1b``, ``\\udcff``)."""
+    return _UNPRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
+def _say(text: str, stream: Optional[TextIO] = None) -> None:
+    """One line for the user, made printable: every text the CLI prints may carry workflow data."""
+    (stream or sys.stderr).write(printable(text) + "\n")
+
+
+def _tolerant_streams() -> None:
+    """Characters the terminal's encoding lacks are printed escaped: the run's files are
+    already written, so printing their names must not end it with a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # not a text file, or closed
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _internal_error(summary: str, where: Optional[str], details: str) -> None:
+    """An exception nobody turned into a coded error (``summary``: its type and first line):
+    one line, and the traceback (``details``) only with -v."""
+    place = f"error in {where}: " if where else "error: "
+    _say(f"{place}[internal_error] {summary}. Fix: run with -v for the traceback, and report it: this is a bug.")
+    if details:
+        _say(details.rstrip("\n"))
+
+
+def _is_engine_failure(record: logging.LogRecord) -> bool:
+    # The engine logs each node failure for servers; the CLI prints that same error itself.
+    return record.name == executor.log.name and str(record.msg).startswith("node %s (%s) failed")
+
+
 class _StderrHandler(logging.StreamHandler):
-    """Logs to whatever ``sys.stderr`` is when a record is written."""
+    """Logs to whatever ``sys.stderr`` is when a record is written, made printable."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.addFilter(lambda record: not _is_engine_failure(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
@@ -99,41 +161,57 @@ def _configure_logging(verbosity: int) -> None:
     root = logging.getLogger()
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler())
-    root.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)])
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
+    root.setLevel(level)
+    # Building a tiny model on first use is announced even without -v: the user did not ask for it.
+    logging.getLogger(sources.log.name).setLevel(min(level, logging.INFO))
 
 
 # --- preparing the prompt -----------------------------------------------------------------------------
 def _parse_value(text: str) -> Any:
+    """JSON if it parses, else the text itself; JSON that is too deep or too large to be a
+    value (a nesting or digit bomb) is refused."""
     try:
-        return json.loads(text)
+        json.loads(text)
     except json.JSONDecodeError:
         return text
+    except (RecursionError, ValueError):
+        pass  # parse_json says why
+    return parse_json(text, f"--set value {text[:40]!r}", "input_invalid", "Pass a plain number, string or small JSON value.")
 
 
 def apply_overrides(prompt: dict, assignments: list[str], registry: dict[str, type]) -> None:
     """``--set NODE_ID.INPUT=VALUE`` on the API prompt."""
     for text in assignments:
         target, value = parse_assignment(text, "--set", "NODE_ID.INPUT=VALUE", "3.seed=42")
+        shown = repr(text if len(text) <= 80 else text[:77] + "...")  # a value may be megabytes
         node_id, dot, name = target.rpartition(".")
         if not dot or not node_id or not name:
-            raise PresetsError("workflow_invalid", f"--set {text!r}: expected NODE_ID.INPUT=VALUE.", "Example: --set 3.seed=42")
+            raise PresetsError("workflow_invalid", f"--set {shown}: expected NODE_ID.INPUT=VALUE.", "Example: --set 3.seed=42")
         node = prompt.get(node_id)
-        if node is None:
+        if not isinstance(node, dict):
             raise PresetsError(
                 "workflow_invalid",
-                f"--set {text!r}: the workflow has no node {node_id!r}.",
+                f"--set {shown}: the workflow has no node {node_id!r}.",
                 f"Use one of the node ids: {', '.join(sorted(prompt, key=_natural))}.",
             )
-        class_def = registry.get(node.get("class_type"))
+        class_type, inputs = node.get("class_type"), node.setdefault("inputs", {})
+        if not isinstance(class_type, str) or not isinstance(inputs, dict):
+            raise PresetsError(
+                "workflow_invalid",
+                f"--set {shown}: node {node_id} is malformed (its class_type must be a string and its inputs an object).",
+                "Export the workflow from ComfyUI again.",
+            )
+        class_def = registry.get(class_type)
         if class_def is not None:
             declared = node_schema(class_def).order
             if name not in declared:
                 raise PresetsError(
                     "workflow_invalid",
-                    f"--set {text!r}: node {node_id} ({node['class_type']}) has no input {name!r}.",
+                    f"--set {shown}: node {node_id} ({node['class_type']}) has no input {name!r}.",
                     f"Its inputs are: {', '.join(declared)}.",
                 )
-        node.setdefault("inputs", {})[name] = _parse_value(value)
+        inputs[name] = _parse_value(value)
 
 
 def _natural(node_id: str) -> tuple:
@@ -165,7 +243,7 @@ class ConsoleReporter:
         if self.bar_open:
             self.stream.write("\n")
             self.bar_open = False
-        self.stream.write(text + "\n")
+        _say(text, self.stream)
         self.stream.flush()
 
     def __call__(self, event: str, data: dict) -> None:
@@ -207,16 +285,16 @@ def _file_path(item: dict) -> Path:
 
 
 def _print_invalid(validation: ValidationResult, prompt: dict, stream: TextIO) -> None:
-    stream.write("The workflow is invalid:\n")
+    _say("The workflow is invalid:", stream)
     for node_id, entry in validation.node_errors.items():
         node = prompt.get(node_id, {})
         title = display_title(node, node_id) if isinstance(node, dict) else node_id
         for error in entry["errors"]:
             name = error["extra_info"].get("input_name")
             where = f"node {node_id} {title!r} ({entry['class_type']})" + (f", input {name!r}" if name else "")
-            stream.write(f"  {where}: {error['message']}" + (f": {error['details']}" if error["details"] else "") + "\n")
+            _say(f"  {where}: {error['message']}" + (f": {error['details']}" if error["details"] else ""), stream)
     if not validation.node_errors and validation.error:
-        stream.write(f"  {validation.error['message']}" + (f": {validation.error['details']}" if validation.error["details"] else "") + "\n")
+        _say(f"  {validation.error['message']}" + (f": {validation.error['details']}" if validation.error["details"] else ""), stream)
 
 
 def _summary(result: PromptResult, prompt: dict, elapsed: float) -> dict:
@@ -287,7 +365,7 @@ def run_workflow(args: argparse.Namespace) -> int:
     except PresetsError as ex:
         if args.json:
             _emit_json({"prompt_id": None, "status": "invalid", "error": ex.to_dict(), "node_errors": {}})
-        print(f"error: {ex}", file=sys.stderr)
+        _say(f"error: {ex}")
         return EXIT_INVALID
 
     engine = Engine(registry, host)
@@ -303,7 +381,7 @@ def run_workflow(args: argparse.Namespace) -> int:
         with _InterruptHandler(engine):
             result = engine.run(validation, str(uuid.uuid4()), extra_data, reporter)
     except KeyboardInterrupt:
-        print("\nAborted.", file=sys.stderr)
+        _say("\nAborted.")
         if args.json:
             _emit_json({"prompt_id": None, "status": "interrupted", "outputs": {}, "error": None})
         return EXIT_INTERRUPTED
@@ -312,20 +390,30 @@ def run_workflow(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(summary)
     if result.status == "interrupted":
-        print(f"Interrupted at node {result.error['node_id']}; no partial files were written.", file=sys.stderr)
+        _say(f"Interrupted at node {result.error['node_id']}; no partial files were written.")
         return EXIT_INTERRUPTED
     if result.status == "error":
-        error = result.error
-        node = validation.prompt[error["node_id"]]
-        print(
-            f"error in node {error['node_id']} {display_title(node, error['node_id'])!r} ({error['node_type']}): "
-            f"{error['exception_message']}",
-            file=sys.stderr,
-        )
+        _print_failure(result.error, validation.prompt, args.verbose)
         return EXIT_ERROR
     if not args.json:
         files = [item for items in _files(result).values() for item in items]
-        print(f"Done in {elapsed:.1f} s: {len(files)} file(s).")
+        _say(f"Done in {elapsed:.1f} s: {len(files)} file(s).", sys.stdout)
         for item in files:
-            print(f"  {_file_path(item)}")
+            _say(f"  {_file_path(item)}", sys.stdout)
     return EXIT_OK
+
+
+def _print_failure(error: dict, prompt: dict, verbose: int) -> None:
+    """The engine's execution error, once: coded errors as they are, anything else as
+    ``internal_error`` (with the traceback under -v)."""
+    node_id = error["node_id"]
+    where = f"node {node_id} {display_title(prompt[node_id], node_id)!r} ({error['node_type']})"
+    if error.get("error_code"):
+        _say(f"error in {where}: {error['exception_message']}")
+        return
+    kind = error["exception_type"].rpartition(".")[2]
+    first = next((line.strip() for line in error["exception_message"].splitlines() if line.strip()), "")
+    trace = "Traceback (most recent call last):\n" + "".join(error["traceback"])
+    details = f"{trace}{error['exception_type']}: {error['exception_message']}" if verbose else ""
+    _internal_error(f"{kind}: {first}" if first else kind, where, details)
+

@@ -11,6 +11,7 @@ in ``filename_prefix``) are applied. Legacy group nodes (``workflow>Name``) are 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Mapping, Optional
 
 from ..core.errors import PresetsError
 from .engine.schema import InputSpec, NodeSchema, node_schema
+from .workflow_shape import check_ui_workflow
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,13 @@ CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "inc
 VIRTUAL_TYPES = frozenset({"PrimitiveNode", "Reroute", "Note", "MarkdownNote", "GetNode", "SetNode"})
 SEED_NAMES = ("seed", "noise_seed")
 _MAX_DEPTH = 64
+# Subgraphs and group nodes can nest instances of each other: 40 levels of two instances each
+# is 2**40 nodes from a 3 KB file. Expansion stops at this many nodes (env RUNNER_MAX_NODES).
+DEFAULT_MAX_NODES = 10_000
 
-# Widget slots in a node's ``widgets_values``: (kind, input name).
-VALUE, CONTROL, FILTER, UPLOAD = "value", "control", "filter", "upload"
+# Widget slots in a node's ``widgets_values``: (kind, input name). A remote combo (options
+# fetched by the frontend) is followed by an auto-refresh toggle and maybe a refresh button.
+VALUE, CONTROL, FILTER, UPLOAD, TOGGLE, REFRESH = "value", "control", "filter", "upload", "toggle", "refresh"
 
 
 def _invalid(message: str, fix: str = "Export the workflow from ComfyUI again.") -> PresetsError:
@@ -42,7 +48,12 @@ def has_widget(spec: InputSpec, include_force_input: bool = False) -> bool:
     """Inputs the frontend draws as a widget (forceInput ones are sockets only)."""
     if spec.options.get("forceInput") and not include_force_input:
         return False
-    return spec.type in ("INT", "FLOAT", "STRING", "BOOLEAN") or spec.combo_options is not None
+    return spec.type in ("INT", "FLOAT", "STRING", "BOOLEAN") or _is_combo(spec)
+
+
+def _is_combo(spec: InputSpec) -> bool:
+    """A list of options, or ``"COMBO"`` (whose options may be fetched by the frontend: ``remote``)."""
+    return spec.combo_options is not None or spec.type == "COMBO"
 
 
 def widget_layout(schema: NodeSchema, include_force_input: bool = False) -> list[tuple[str, str]]:
@@ -58,7 +69,12 @@ def widget_layout(schema: NodeSchema, include_force_input: bool = False) -> list
                 control = spec.name in SEED_NAMES
             if control:
                 layout.append((CONTROL, spec.name))
-        elif spec.combo_options is not None:
+        elif _is_combo(spec):
+            remote = spec.options.get("remote")
+            if isinstance(remote, dict):
+                layout.append((TOGGLE, spec.name))
+                if remote.get("refresh_button"):
+                    layout.append((REFRESH, spec.name))
             if control:
                 layout += [(CONTROL, spec.name), (FILTER, spec.name)]
             if spec.options.get("image_upload"):
@@ -102,6 +118,10 @@ def widget_values_by_name(values: Any, schema: NodeSchema) -> dict[str, Any]:
                 index += consumed_control
             elif kind == FILTER:
                 index += consumed_control and isinstance(value, str)
+            elif kind == TOGGLE:  # absent in files saved before the toggle existed
+                index += isinstance(value, bool)
+            elif kind == REFRESH:
+                index += value == "refresh"
             else:
                 index += 1
     for spec in schema.declared():
@@ -117,51 +137,47 @@ _DATE_TOKENS = re.compile(r"dd?|MM?|hh?|mm?|ss?|yyy?y?")
 
 def resolve_dynamic_prompt(text: str, rng: random.Random) -> str:
     """``{a|b|{c|d}}`` → one option at random (nested groups too); C comments are removed and
-    ``\\{``, ``\\}``, ``\\|`` are literal characters."""
-    source = _COMMENTS.sub("", text)
-    out, _ = _dynamic_sequence(source, 0, rng, top=True)
-    return re.sub(r"\\([{}|])", r"\1", out)
-
-
-def _dynamic_sequence(text: str, i: int, rng: random.Random, top: bool) -> tuple[str, int]:
-    out = []
-    while i < len(text):
-        char = text[i]
-        i += 1
-        if char == "\\" and i <= len(text):
-            out.append("\\" + text[i : i + 1])
-            i += 1
-        elif char == "{":
-            options, i = _choice_block(text, i)
-            chosen = rng.choice(options)
-            out.append(_dynamic_sequence(chosen, 0, rng, top=False)[0])
+    ``\\{``, ``\\}``, ``\\|`` are literal characters. Iterative, linear in the text: a
+    thousand nested groups are no deeper for Python than one."""
+    root = _parse_choices(_COMMENTS.sub("", text))
+    out: list[str] = []
+    pending = [iter(root)]
+    while pending:  # depth first, left to right: the frontend's order of random choices
+        part = next(pending[-1], None)
+        if part is None:
+            pending.pop()
+        elif isinstance(part, str):
+            out.append(part)
         else:
-            out.append(char)
-    return "".join(out), i
+            pending.append(iter(rng.choice(part)))
+    return re.sub(r"\\([{}|])", r"\1", "".join(out))
 
 
-def _choice_block(text: str, i: int) -> tuple[list[str], int]:
-    options, choice, depth = [], [], 0
-    while i < len(text):
-        char = text[i]
-        i += 1
-        if char == "\\":
-            choice.append("\\" + text[i : i + 1])
-            i += 1
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            if not depth:
-                break
-            depth -= 1
-        elif char == "|" and not depth:
-            options.append("".join(choice))
-            choice = []
-            continue
-        choice.append(char)
-    options.append("".join(choice))
-    return options, i
+_CHOICE_TOKENS = re.compile(r"\\.?|[{}|]|[^\\{}|]+", re.S)
+
+
+def _parse_choices(text: str) -> list:
+    """The text as parts: strings and choice groups (a list of options, each a list of parts).
+    A group left open at the end closes there; ``|`` and ``}`` outside a group are text."""
+    root: list = []
+    groups: list[list[list]] = []  # the open groups, innermost last
+    current = root
+    for match in _CHOICE_TOKENS.finditer(text):
+        token = match.group(0)
+        if token == "{":
+            group: list[list] = [[]]
+            current.append(group)
+            groups.append(group)
+            current = group[-1]
+        elif token == "|" and groups:
+            groups[-1].append([])
+            current = groups[-1][-1]
+        elif token == "}" and groups:
+            groups.pop()
+            current = groups[-1][-1] if groups else root
+        else:
+            current.append(token)
+    return root
 
 
 def format_date(fmt: str, now: datetime) -> str:
@@ -189,27 +205,20 @@ class _Link:
     type: Any
 
 
-def _parse_links(raw: Any, where: str) -> dict[Any, _Link]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, list):
-        raise _invalid(f"{where}: 'links' must be a list.")
+def _parse_links(raw: Optional[list]) -> dict[Any, _Link]:
+    """A graph's links (list or object form, shapes already checked) by id."""
     links = {}
-    for entry in raw:
-        if isinstance(entry, list) and len(entry) >= 5:
+    for entry in raw or []:
+        if isinstance(entry, list):
             link_id, origin, origin_slot, target, target_slot = entry[:5]
             kind = entry[5] if len(entry) > 5 else None
-        elif isinstance(entry, dict) and "id" in entry:
+        elif entry is not None:
             link_id = entry["id"]
-            origin, origin_slot = entry.get("origin_id"), entry.get("origin_slot")
+            origin, origin_slot = entry["origin_id"], entry["origin_slot"]
             target, target_slot, kind = entry.get("target_id"), entry.get("target_slot"), entry.get("type")
-        elif entry is None:
-            continue
         else:
-            raise _invalid(f"{where}: malformed link {entry!r}.")
-        if not isinstance(origin_slot, int) or isinstance(origin_slot, bool):
-            raise _invalid(f"{where}: link {link_id!r} has a non-integer origin slot {origin_slot!r}.")
-        links[link_id] = _Link(origin, origin_slot, target, target_slot if isinstance(target_slot, int) else -1, kind)
+            continue
+        links[link_id] = _Link(origin, origin_slot, target, -1 if target_slot is None else target_slot, kind)
     return links
 
 
@@ -222,6 +231,16 @@ class _Graph:
         self.instance = instance
         self.definition = definition
 
+    @property
+    def name(self) -> str:
+        """How errors name this level."""
+        if self.instance is None:
+            return "the workflow"
+        definition = self.definition or {}
+        if "group" in definition:
+            return f"group node {self.instance.type!r} (node {self.instance.id})"
+        return f"subgraph {definition.get('name') or self.instance.type!r} (node {self.instance.id})"
+
 
 class _Node:
     def __init__(self, flat_id: str, raw: dict, graph: _Graph) -> None:
@@ -233,14 +252,12 @@ class _Node:
         self.inner: Optional[_Graph] = None  # set for an expanded subgraph / group node
 
     @property
-    def inputs(self) -> list:
-        inputs = self.raw.get("inputs")
-        return inputs if isinstance(inputs, list) else []
+    def inputs(self) -> list[dict]:
+        return self.raw.get("inputs") or []
 
     @property
-    def outputs(self) -> list:
-        outputs = self.raw.get("outputs")
-        return outputs if isinstance(outputs, list) else []
+    def outputs(self) -> list[dict]:
+        return self.raw.get("outputs") or []
 
     def title(self, display_names: Mapping[str, str]) -> str:
         return str(self.raw.get("title") or display_names.get(self.type) or self.type)
@@ -262,46 +279,45 @@ class _Converter:
         display_names: Mapping[str, str],
         rng: random.Random,
         now: datetime,
+        max_nodes: int,
     ) -> None:
         self.registry = registry
         self.display_names = display_names
         self.rng = rng
         self.now = now
+        self.max_nodes = max_nodes
         self.schemas: dict[type, NodeSchema] = {}
         self.widgets: dict[str, dict[str, Any]] = {}
         self.nodes: dict[str, _Node] = {}
-        definitions = workflow.get("definitions")
-        subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
-        self.subgraphs = {
-            sg["id"]: sg for sg in (subgraphs if isinstance(subgraphs, list) else []) if isinstance(sg, dict) and "id" in sg
-        }
-        extra = workflow.get("extra")
-        groups = extra.get("groupNodes") if isinstance(extra, dict) else None
-        self.group_nodes = groups if isinstance(groups, dict) else {}
-        root = _Graph("", _parse_links(workflow.get("links"), "workflow"), None, None)
-        self._add_nodes(workflow.get("nodes"), root, 0)
+        self.promoted: dict[str, dict[int, int]] = {}  # subgraph id → its widget inputs
+        self.by_name: Optional[dict[str, _Node]] = None  # %Name.widget% lookups, built on first use
+        # Shapes were checked by check_ui_workflow: from here on the workflow is trusted.
+        self.subgraphs = {sg["id"]: sg for sg in (workflow.get("definitions") or {}).get("subgraphs") or []}
+        self.group_nodes: dict = (workflow.get("extra") or {}).get("groupNodes") or {}
+        root = _Graph("", _parse_links(workflow.get("links")), None, None)
+        self._add_nodes(workflow["nodes"], root, 0)
         self.set_nodes = {
             str((n.raw.get("widgets_values") or [None])[0]): n for n in self.nodes.values() if n.type == "SetNode"
-        }
+        }  # the shape check made SetNode's widgets_values a list
 
     # --- building ---------------------------------------------------------------------------------------
-    def _add_nodes(self, raw_nodes: Any, graph: _Graph, depth: int) -> None:
-        if not isinstance(raw_nodes, list):
-            raise _invalid("the workflow's 'nodes' must be a list.")
+    def _add_nodes(self, raw_nodes: list[dict], graph: _Graph, depth: int) -> None:
         if depth > _MAX_DEPTH:
             raise _invalid("subgraphs are nested too deeply (a subgraph may contain itself).")
         for raw in raw_nodes:
-            if not isinstance(raw, dict) or "id" not in raw:
-                raise _invalid(f"malformed node {str(raw)[:80]!r}: every node needs an 'id' and a 'type'.")
-            if not isinstance(raw.get("type"), str):
-                raise _invalid(f"node {raw['id']!r} has no 'type'.")
+            if len(self.nodes) >= self.max_nodes:
+                raise _invalid(
+                    f"expanding {graph.name} would make more than {self.max_nodes:,} nodes "
+                    "(its subgraphs or group nodes hold instances of each other, nested deeply).",
+                    "Check the workflow's subgraphs; if it really is this large, raise RUNNER_MAX_NODES.",
+                )
             node = _Node(f"{graph.prefix}{raw['id']}", raw, graph)
             self.nodes[node.id] = node
             if node.mode in (MUTED, BYPASSED):
                 continue
             definition = self.subgraphs.get(node.type)
             if definition is not None:
-                node.inner = _Graph(f"{node.id}:", _parse_links(definition.get("links"), f"subgraph {node.type}"), node, definition)
+                node.inner = _Graph(f"{node.id}:", _parse_links(definition.get("links")), node, definition)
                 self._add_nodes(definition.get("nodes"), node.inner, depth + 1)
             elif node.type.startswith(("workflow>", "workflow/")):
                 self._expand_group_node(node, depth)
@@ -309,15 +325,13 @@ class _Converter:
     def _expand_group_node(self, node: _Node, depth: int) -> None:
         name = node.type.split(">", 1)[-1] if ">" in node.type else node.type.split("/", 1)[-1]
         definition = self.group_nodes.get(name)
-        if not isinstance(definition, dict):
+        if definition is None:
             return  # reported by validation as an unknown node type
         inner_raw = []
         values = list(node.raw.get("widgets_values") or [])
         for index, raw in enumerate(definition.get("nodes") or []):
-            if not isinstance(raw, dict):
-                continue
-            copy = {**raw, "id": raw.get("index", index), "inputs": [dict(i) for i in raw.get("inputs") or [] if isinstance(i, dict)]}
-            class_def = self.registry.get(raw.get("type"))
+            copy = {**raw, "id": raw.get("index", index), "inputs": [dict(i) for i in raw.get("inputs") or []]}
+            class_def = self.registry.get(raw["type"])
             if class_def is not None:  # the group node's widgets are its inner nodes' widgets, in order
                 count = len(widget_layout(self._schema(class_def)))
                 if len(values) >= count and count:
@@ -325,15 +339,14 @@ class _Converter:
             inner_raw.append(copy)
         links = {}
         for n, entry in enumerate(definition.get("links") or []):
-            if isinstance(entry, list) and len(entry) >= 4:
-                links[("g", n)] = _Link(entry[0], entry[1], entry[2], entry[3], entry[5] if len(entry) > 5 else None)
-                target = next((r for r in inner_raw if r["id"] == entry[2]), None)
-                if target is not None and 0 <= entry[3] < len(target["inputs"]):
-                    target["inputs"][entry[3]]["link"] = ("g", n)
+            links[("g", n)] = _Link(entry[0], entry[1], entry[2], entry[3], entry[5] if len(entry) > 5 else None)
+            target = next((r for r in inner_raw if r["id"] == entry[2]), None)
+            if target is not None and entry[3] < len(target["inputs"]):
+                target["inputs"][entry[3]]["link"] = ("g", n)
         # The group node's own inputs feed, in order, the inner inputs not linked inside it.
         open_inputs = [(r, i) for r in inner_raw for i, entry in enumerate(r["inputs"]) if entry.get("link") is None]
         for (inner, slot), outer in zip(open_inputs, node.inputs):
-            if isinstance(outer, dict) and outer.get("link") is not None:
+            if outer.get("link") is not None:
                 inner["inputs"][slot]["link"] = ("outer", outer["link"])
                 links[("outer", outer["link"])] = _Link(SUBGRAPH_INPUT, node.inputs.index(outer), None, slot, None)
         node.inner = _Graph(f"{node.id}:", links, node, {"group": definition, "inner": inner_raw})
@@ -351,8 +364,7 @@ class _Converter:
         ``("value", v)`` or None."""
         if not 0 <= index < len(node.inputs):
             return None
-        entry = node.inputs[index]
-        link_id = entry.get("link") if isinstance(entry, dict) else None
+        link_id = node.inputs[index].get("link")
         link = node.graph.links.get(link_id) if link_id is not None else None
         if link is None:
             return None
@@ -386,19 +398,70 @@ class _Converter:
         return ("link", node.id, slot)
 
     def _boundary_input(self, graph: _Graph, slot: int, depth: int) -> Optional[tuple]:
-        """An inner link from a subgraph's input node: continue outside, on the instance."""
+        """An inner link from a subgraph's input node: continue outside, on the instance's input
+        of the same name; unlinked there, a widget input takes the instance's widget value."""
         instance = graph.instance
         if instance is None:
             return None
         definition = graph.definition or {}
-        index = slot
-        sub_inputs = definition.get("inputs")
-        if isinstance(sub_inputs, list) and 0 <= slot < len(sub_inputs) and isinstance(sub_inputs[slot], dict):
-            name = sub_inputs[slot].get("name")
-            names = [entry.get("name") if isinstance(entry, dict) else None for entry in instance.inputs]
-            if name in names:
-                index = names.index(name)
-        return self.input_source(instance, index, depth)
+        if "group" in definition:  # group nodes link their inner inputs to the outer slot index
+            return self.input_source(instance, slot, depth)
+        sub_inputs = definition.get("inputs") or []
+        if not 0 <= slot < len(sub_inputs):
+            return None
+        name = sub_inputs[slot].get("name")
+        for index, entry in enumerate(instance.inputs):
+            if entry.get("name") == name:
+                if entry.get("link") is not None:
+                    return self.input_source(instance, index, depth)
+                break
+        # Saved instances leave unlinked widget inputs out of 'inputs'; their values are the
+        # instance's widgets_values, one per widget input in the subgraph's input order.
+        position = self._widget_inputs(definition, 0).get(slot)
+        values = instance.raw.get("widgets_values")
+        if position is None:
+            return None
+        if isinstance(values, dict) and name in values:  # saved by name
+            return ("value", values[name])
+        if isinstance(values, list) and position < len(values):
+            return ("value", values[position])
+        return None  # the inner node keeps its own widget value
+
+    def _widget_inputs(self, definition: dict, depth: int) -> dict[int, int]:
+        """Subgraph input slot → index in an instance's ``widgets_values``, for the inputs the
+        frontend shows as widgets: those linked inside to a widget input (of a node, or of a
+        nested subgraph instance's own widget input), in input order (``SubgraphNode``)."""
+        key = definition["id"]
+        if key in self.promoted:
+            return self.promoted[key]
+        self.promoted[key] = {}  # a subgraph that contains itself has no widgets through itself
+        if depth > _MAX_DEPTH:
+            return {}
+        links = _parse_links(definition.get("links"))
+        nodes = {raw["id"]: raw for raw in definition.get("nodes") or []}
+        result: dict[int, int] = {}
+        for slot, sub_input in enumerate(definition.get("inputs") or []):
+            for link_id in sub_input.get("linkIds") or []:
+                link = links.get(link_id)
+                target = nodes.get(link.target) if link is not None else None
+                if target is not None and self._is_widget_input(target, link.target_slot, depth):
+                    result[slot] = len(result)
+                    break
+        self.promoted[key] = result
+        return result
+
+    def _is_widget_input(self, raw: dict, slot: int, depth: int) -> bool:
+        inputs = raw.get("inputs") or []
+        if not 0 <= slot < len(inputs) or not isinstance(inputs[slot].get("widget"), dict):
+            return False
+        nested = self.subgraphs.get(raw["type"])
+        if nested is not None:
+            names = [entry.get("name") for entry in nested.get("inputs") or []]
+            name = inputs[slot].get("name")
+            return name in names and names.index(name) in self._widget_inputs(nested, depth + 1)
+        class_def = self.registry.get(raw["type"])
+        spec = self._schema(class_def).get(inputs[slot]["widget"].get("name")) if class_def is not None else None
+        return spec is not None and has_widget(spec)
 
     def _inner_output(self, node: _Node, slot: int, depth: int) -> Optional[tuple]:
         definition = node.inner.definition or {}
@@ -407,11 +470,10 @@ class _Converter:
             if 0 <= slot < len(outputs):
                 return self.follow(node.inner, outputs[slot][0], outputs[slot][1], depth + 1)
             return None
-        sub_outputs = definition.get("outputs")
-        if not isinstance(sub_outputs, list) or not 0 <= slot < len(sub_outputs):
+        sub_outputs = definition.get("outputs") or []
+        if not 0 <= slot < len(sub_outputs):
             return None
-        link_ids = sub_outputs[slot].get("linkIds") if isinstance(sub_outputs[slot], dict) else None
-        for link_id in link_ids or []:
+        for link_id in sub_outputs[slot].get("linkIds") or []:
             link = node.inner.links.get(link_id)
             if link is not None:
                 return self.follow(node.inner, link.origin, link.origin_slot, depth + 1)
@@ -421,9 +483,9 @@ class _Converter:
         """The input a bypassed node passes through to output ``slot``: the same slot if its
         type fits, else the first input of exactly that type, else the first compatible one."""
         outputs = node.outputs
-        out_type = outputs[slot].get("type") if 0 <= slot < len(outputs) and isinstance(outputs[slot], dict) else None
-        inputs = [entry if isinstance(entry, dict) else {} for entry in node.inputs]
-        if slot < len(inputs) and _types_compatible(inputs[slot].get("type"), out_type):
+        out_type = outputs[slot].get("type") if 0 <= slot < len(outputs) else None
+        inputs = node.inputs
+        if 0 <= slot < len(inputs) and _types_compatible(inputs[slot].get("type"), out_type):
             return slot
         for index, entry in enumerate(inputs):
             if entry.get("type") == out_type:
@@ -455,7 +517,7 @@ class _Converter:
             inputs: dict[str, Any] = dict(self.widgets_of(node))
             links: dict[str, list] = {}
             for index, entry in enumerate(node.inputs):
-                name = entry.get("name") if isinstance(entry, dict) else None
+                name = entry.get("name")
                 source = self.input_source(node, index) if name else None
                 if source is None:
                     continue
@@ -490,11 +552,18 @@ class _Converter:
         if len(parts) != 2:
             return format_date(parts[0][5:], self.now) if parts[0].startswith("date:") else match.group(0)
         node_name, widget = parts
-        candidates = [n for n in self.nodes.values() if (n.raw.get("properties") or {}).get("Node name for S&R") == node_name]
-        candidates = candidates or [n for n in self.nodes.values() if n.title(self.display_names) == node_name]
-        if not candidates:
+        if self.by_name is None:  # S&R names win over titles; the first node of a name wins
+            titles = {n.title(self.display_names): n for n in reversed(self.nodes.values())}
+            names = {}
+            for n in reversed(self.nodes.values()):
+                name = (n.raw.get("properties") or {}).get("Node name for S&R")
+                if isinstance(name, str):
+                    names[name] = n
+            self.by_name = {**titles, **names}
+        candidate = self.by_name.get(node_name)
+        if candidate is None:
             return match.group(0)
-        widgets = self.widgets_of(candidates[0])
+        widgets = self.widgets_of(candidate)
         if widget not in widgets:
             return match.group(0)
         value = widgets[widget]
@@ -515,14 +584,27 @@ def convert_workflow(
     display_names: Optional[Mapping[str, str]] = None,
     rng: Optional[random.Random] = None,
     now: Optional[datetime] = None,
+    max_nodes: Optional[int] = None,
 ) -> dict:
     """Convert a UI workflow (format 0.4 or 1) to an API prompt.
 
     ``registry`` gives the node schemas; nodes of unknown types are still emitted (with their
     links) so that validation can name them. ``rng`` drives ``{a|b}`` choices, ``now`` the
-    ``%date:…%`` values.
+    ``%date:…%`` values. Expansion of subgraphs and group nodes stops with ``workflow_invalid``
+    beyond ``max_nodes`` nodes (default: env ``RUNNER_MAX_NODES``, else 10,000). Malformed
+    files raise ``workflow_invalid`` naming the node and the field.
     """
-    if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
-        raise _invalid("this is not a ComfyUI workflow: it has no 'nodes' list.")
-    converter = _Converter(workflow, registry, display_names or {}, rng or random.Random(), now or datetime.now())
+    check_ui_workflow(workflow)
+    if max_nodes is None:
+        max_nodes = _env_max_nodes()
+    converter = _Converter(workflow, registry, display_names or {}, rng or random.Random(), now or datetime.now(), max_nodes)
     return converter.convert()
+
+
+def _env_max_nodes() -> int:
+    text = os.environ.get("RUNNER_MAX_NODES", "").strip()
+    if not text:
+        return DEFAULT_MAX_NODES
+    if not (text.isascii() and text.isdigit() and 0 < len(text) < 10 and int(text)):
+        raise PresetsError("input_invalid", f"RUNNER_MAX_NODES={text!r} is not a positive integer.", "Example: RUNNER_MAX_NODES=20000")
+    return int(text)

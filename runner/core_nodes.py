@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..core.errors import PresetsError
+
 log = logging.getLogger(__name__)
 
 
@@ -80,8 +82,19 @@ def _prefix_substitutions(prefix: str, width: int, height: int) -> str:
     return prefix
 
 
+# A NUL ends a path in the OS; a lone surrogate cannot be written as a UTF-8 file name.
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def save_image_path(prefix: str, root: Path, width: int, height: int) -> tuple[Path, str, int, str]:
     """ComfyUI's ``get_save_image_path``: (folder, file prefix, next counter, subfolder)."""
+    bad = _UNWRITABLE.search(prefix)
+    if bad:
+        raise PresetsError(
+            "input_invalid",
+            f"filename_prefix {prefix!r} has the character {bad.group()!r}, which no file name can hold.",
+            "use a prefix of printable characters (letters, digits, '-', '_', '/').",
+        )
     prefix = _prefix_substitutions(prefix, width, height)
     normalized = os.path.normpath(prefix)
     subfolder = os.path.dirname(normalized)
@@ -89,9 +102,10 @@ def save_image_path(prefix: str, root: Path, width: int, height: int) -> tuple[P
     root = root.resolve()
     folder = (root / subfolder).resolve()
     if os.path.commonpath([root, folder]) != str(root):
-        raise ValueError(
-            f"Saving image outside the output folder is not allowed: filename_prefix {prefix!r} "
-            f"points to {folder}. Use a prefix without '..' or an absolute path."
+        raise PresetsError(
+            "input_invalid",
+            f"filename_prefix {prefix!r} would save outside the output folder {root} (into {folder}).",
+            "use a prefix without '..' and without an absolute path, e.g. 'renders/cat'.",
         )
     pattern = re.compile(re.escape(filename) + r"_(\d+)_")
     counter = 0
@@ -220,11 +234,23 @@ class LoadImage:
     CATEGORY = "image"
 
     def load_image(self, image: str) -> tuple:
+        from PIL import Image
+
+        try:
+            return self._decode(Image.open(annotated_path(image)))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # PIL's ways of saying "not an image"
+            raise PresetsError(
+                "input_invalid",
+                f"the input image {image!r} cannot be read: {exc}",
+                "replace it with a valid PNG, JPEG or WebP file (open it in an image viewer to check).",
+            ) from exc
+
+    @staticmethod
+    def _decode(picture: Any) -> tuple:
         import numpy as np
         import torch
-        from PIL import Image, ImageOps, ImageSequence
+        from PIL import ImageOps, ImageSequence
 
-        picture = Image.open(annotated_path(image))
         images, masks = [], []
         size = None
         for frame in ImageSequence.Iterator(picture):

@@ -22,7 +22,7 @@ runner.load_pack()
 import pytest  # noqa: E402
 
 from diffusers_presets.core import cache as cache_module  # noqa: E402
-from diffusers_presets.core.host import HeadlessHost, set_host  # noqa: E402
+from diffusers_presets.core.host import HeadlessHost, RunContext, run_scope, set_host  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +42,15 @@ def tiny_models(tiny_cache_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def host(tiny_cache_dir: Path, tmp_path: Path) -> HeadlessHost:
-    """A fresh headless host whose models folder is empty and whose progress is recorded."""
+    """A fresh headless host whose models folder is empty; the test runs inside a run scope
+    (``host.run``) whose progress is recorded in ``host.progress_events``."""
     fresh = HeadlessHost()
     fresh.models_root = tmp_path / "models"
     fresh.progress_events = []
-    fresh.progress_listener = lambda value, total: fresh.progress_events.append((value, total))
+    fresh.run = RunContext(lambda value, total: fresh.progress_events.append((value, total)))
     set_host(fresh)
-    yield fresh
+    with run_scope(fresh.run):
+        yield fresh
     set_host(HeadlessHost())
 
 

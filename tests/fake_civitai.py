@@ -3,7 +3,7 @@
 It serves ``/api/v1/model-versions/{id}``, ``/api/v1/models/{id}`` and
 ``/api/download/models/{versionId}`` (a 307 to a signed ``/storage/...`` URL, like Civitai),
 plus ``/files/<name>`` (a plain file server) and Hugging Face style
-``/<owner>/<repo>/resolve/<rev>/<file>`` URLs. Faults are scripted per version with
+``/<owner>/<repo>/resolve/<rev>/<file>`` URLs (with the headers ``huggingface_hub`` reads). Faults are scripted per version with
 :class:`Faults`. Every request is recorded (method, path with query, headers) so tests can
 check where the API key went.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -204,10 +205,21 @@ class FakeCivitai:
         return await self._send(request, item.data, faults, {"Content-Disposition": f'attachment; filename="{disposition}"'})
 
     async def _plain(self, request: web.Request) -> web.StreamResponse:
-        data = self.plain_files.get(request.match_info["path"])
+        path = request.match_info["path"]
+        data = self.plain_files.get(path)
+        hub = _HUB_FILE.match(path)
         if data is None:
-            return web.Response(text="not found", status=404)
-        return await self._send(request, data, Faults(), {})
+            # The Hub says which kind of 404 it is; huggingface_hub maps it to its error classes.
+            headers = {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": HUB_COMMIT} if hub else None
+            return web.Response(text="not found", status=404, headers=headers)
+        headers = {}
+        if hub:  # what huggingface_hub reads from the Hub's answer: commit, LFS etag (= sha256), size
+            sha = hashlib.sha256(data).hexdigest()
+            headers = {"X-Repo-Commit": HUB_COMMIT, "ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"',
+                       "X-Linked-Size": str(len(data))}
+            if request.method == "HEAD":
+                return web.Response(status=200, headers=headers)
+        return await self._send(request, data, Faults(), headers)
 
     async def _send(self, request: web.Request, data: bytes, faults: Faults,
                     headers: dict[str, str]) -> web.StreamResponse:
@@ -301,6 +313,8 @@ class FakeCivitai:
 
 
 _AIR_TYPES = {"LORA": "lora", "LoCon": "lycoris", "DoRA": "dora"}
+_HUB_FILE = re.compile(r"^[^/]+/[^/]+/resolve/[^/]+/.+")
+HUB_COMMIT = "89abcdef0123456789abcdef0123456789abcdef"  # the commit the fake Hub reports
 
 
 def safetensors_bytes(size: int, seed: int = 0) -> bytes:

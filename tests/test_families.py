@@ -4,6 +4,7 @@ Flux Redux, and the cheap import of ``core.families``."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,35 @@ def test_build_all_tiny_is_complete_idempotent_and_deterministic(tiny_models: di
     for name, sub in (("flux", "transformer"), ("anima", "transformer"), (REDUX_DIR, "image_embedder")):
         [weights] = (tiny_models[name] / sub).glob("*.safetensors")
         assert (rebuilt[name] / sub / weights.name).read_bytes() == weights.read_bytes()
+
+
+def test_a_tiny_preset_builds_and_announces_only_its_own_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from diffusers_presets.core import sources
+
+    monkeypatch.setenv("DIFFUSERS_PRESETS_CACHE", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger=sources.log.name):
+        folder = sources.ensure_tiny_model("sdxl", "demo/sdxl")
+    assert folder == tmp_path / "tiny-models" / "sdxl" and (folder / "model_index.json").is_file()
+    assert [p.name for p in (tmp_path / "tiny-models").iterdir()] == ["sdxl"]
+    (announcement,) = [r.getMessage() for r in caplog.records if r.name == sources.log.name]
+    assert announcement == (f"demo/sdxl runs on the tiny random-weight sdxl model: building it once in {folder} "
+                            "(a few seconds)")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=sources.log.name):
+        assert sources.ensure_tiny_model("sdxl", "demo/sdxl") == folder
+    assert not [r for r in caplog.records if r.name == sources.log.name]  # built already: nothing to say
+
+
+def test_tiny_models_in_an_unwritable_cache_are_model_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffusers_presets.core import sources
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("DIFFUSERS_PRESETS_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(PresetsError, match="the tiny flux model cannot be built") as info:
+        sources.ensure_tiny_model("flux", "demo/flux")
+    assert info.value.code == "model_not_found" and "DIFFUSERS_PRESETS_CACHE" in info.value.fix
 
 
 # ---- generation ----------------------------------------------------------------------------

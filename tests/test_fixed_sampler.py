@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffusers_presets.core.errors import Interrupted, PresetsError
+from diffusers_presets.core.host import RunContext, run_scope
 from diffusers_presets.nodes.fixed_sampler import FixedSampler
 from diffusers_presets.nodes.preset_loader import PresetLoader
 from diffusers_presets.nodes.vram_profile import VramProfile
@@ -90,12 +91,11 @@ def test_local_diffusers_folder_override(host, tiny_models, fresh_cache) -> None
 def test_interrupt_stops_between_steps(host, tiny_models, fresh_cache) -> None:
     def interrupt_at_step_two(value: int, total: int) -> None:
         if value == 2:
-            host.request_interrupt()
+            interrupted_run.request_interrupt()
 
-    host.progress_listener = interrupt_at_step_two
-    with pytest.raises(Interrupted):
+    interrupted_run = RunContext(interrupt_at_step_two)
+    with run_scope(interrupted_run), pytest.raises(Interrupted):
         run("demo/flux")
-    host.progress_listener = None
     assert run("demo/flux").shape == (1, 64, 64, 3)  # the next run is unaffected
 
 

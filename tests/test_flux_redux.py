@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from diffusers_presets.core.errors import Interrupted, PresetsError
-from diffusers_presets.core.redux import (REDUX_TEXT_TOKENS, redux_conditioning, redux_pipeline, redux_source,
-                                         to_pil_images)
+from diffusers_presets.core.host import RunContext, run_scope
+from diffusers_presets.core.images import to_pil_images
+from diffusers_presets.core.redux import REDUX_TEXT_TOKENS, redux_conditioning, redux_pipeline, redux_source
 from diffusers_presets.nodes.fixed_sampler import FixedSampler
 from diffusers_presets.nodes.flux_redux import FluxRedux
 from diffusers_presets.nodes.preset_loader import PresetLoader
@@ -118,12 +119,11 @@ def test_progress_and_interrupt(host, tiny_models, fresh_cache) -> None:
 
     def interrupt_at_step_two(value: int, total: int) -> None:
         if value == 2:
-            host.request_interrupt()
+            interrupted_run.request_interrupt()
 
-    host.progress_listener = interrupt_at_step_two
-    with pytest.raises(Interrupted):
+    interrupted_run = RunContext(interrupt_at_step_two)
+    with run_scope(interrupted_run), pytest.raises(Interrupted):
         redux()
-    host.progress_listener = None
     assert redux().shape == (1, 64, 64, 3)
 
 

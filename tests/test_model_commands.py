@@ -43,7 +43,16 @@ def test_presets_table_and_a_broken_user_preset(tmp_path: Path) -> None:
 def test_tiny_models_writes_every_family_in_diffusers_format(tmp_path: Path) -> None:
     result = runner("tiny-models", str(tmp_path / "tiny"))
     assert result.returncode == 0, result.stderr
+    # no library warnings: transformers' "install torchvision" advice, diffusers' FluxPosEmbed notice
+    assert result.stderr == ""
     for name in ("sdxl", "chroma", "flux", "zimage", "anima", "flux_redux"):
         folder = tmp_path / "tiny" / name
         assert folder.is_dir() and any(folder.glob("*index.json")), name
         assert f"{name}: " in result.stdout
+
+
+def test_tiny_models_into_a_folder_that_cannot_exist(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a regular file")
+    result = runner("tiny-models", str(tmp_path / "file" / "tiny"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: [input_invalid] cannot write the tiny models to {tmp_path / 'file' / 'tiny'}")

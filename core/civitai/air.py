@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Optional
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import PresetsError
 
@@ -56,7 +56,9 @@ class LoraRef:
     file_id: Optional[int] = None
     ecosystem: Optional[str] = None
     url: Optional[str] = None  # url and huggingface: the file URL
-    path: Optional[str] = None  # local: the path as given
+    path: Optional[str] = None  # local: the path as given; huggingface: the file in the repo
+    repo_id: Optional[str] = None  # huggingface
+    revision: Optional[str] = None  # huggingface
 
     def describe(self) -> str:
         if self.kind == "civitai":
@@ -158,7 +160,7 @@ def _parse_url(text: str) -> LoraRef:
         raise invalid_reference(text, "only http(s) URLs are downloaded")
     if host in civitai_hosts():
         return _parse_civitai_url(text, parts.path, query)
-    if host == urlsplit(hf_endpoint()).netloc.lower():
+    if host in (urlsplit(hf_endpoint()).netloc.lower(), urlsplit(HF_ENDPOINT).netloc):  # a mirror, or the Hub
         return _parse_hf_url(text, parts.path)
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise invalid_reference(text, "plain http is only accepted from this machine; use https")
@@ -196,7 +198,7 @@ def _hf_ref(text: str, repo: str, revision: str, filename: str) -> LoraRef:
     if not filename.lower().endswith(SAFETENSORS_SUFFIXES) or ".." in PurePosixPath(filename).parts:
         raise invalid_reference(text, "a Hugging Face reference must name a .safetensors file in the repo")
     url = f"{hf_endpoint()}/{repo}/resolve/{quote(revision, safe='')}/{quote(filename)}"
-    return LoraRef("huggingface", text, url=url)
+    return LoraRef("huggingface", text, url=url, path=filename, repo_id=repo, revision=revision)
 
 
 def _parse_hf_scheme(text: str) -> LoraRef:
@@ -211,7 +213,7 @@ def _parse_hf_scheme(text: str) -> LoraRef:
 def _parse_hf_url(text: str, path: str) -> LoraRef:
     segments = [part for part in path.split("/") if part]
     if len(segments) >= 5 and segments[2] in ("resolve", "blob"):
-        return _hf_ref(text, "/".join(segments[:2]), segments[3], "/".join(segments[4:]))
+        return _hf_ref(text, "/".join(segments[:2]), unquote(segments[3]), unquote("/".join(segments[4:])))
     raise invalid_reference(text, "a Hugging Face URL must look like https://huggingface.co/owner/repo/resolve/"
                                   "<revision>/<file>.safetensors")
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from ..errors import PresetsError
 from .air import LoraRef, civitai_hosts, format_air
-from .transport import HttpStatusError, TransportError, host_of, open_url, with_retries
+from .transport import CannotConnect, HttpStatusError, TransportError, host_of, open_url, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ AIR_TYPE = {"LORA": "lora", "LoCon": "lycoris", "DoRA": "dora"}
 _SKIPPED_FILE_TYPES = ("Config", "Archive", "Workflow", "Training Data")
 KEY_FIX = "set the CIVITAI_API_KEY environment variable to a key from https://civitai.com/user/account and run again."
 API_TIMEOUT_S = 30.0
+OFFLINE_FIX = ("connect to the network (or check CIVITAI_BASE_URL) and run again; LoRAs downloaded before work "
+               "offline when referenced with their version (model@version) or by file name.")
 
 
 def base_url() -> str:
@@ -137,6 +139,9 @@ class CivitaiClient:
                 return once(FALLBACK_BASE_URL)
         except HttpStatusError as exc:
             raise error_for_status(exc, what) from None
+        except CannotConnect as exc:
+            raise PresetsError("civitai_unavailable", f"cannot reach Civitai for {what}: {exc.host} - {exc.reason}; "
+                               "this machine looks offline.", OFFLINE_FIX) from None
         except TransportError as exc:
             raise PresetsError("civitai_unavailable", redact(f"Civitai did not answer for {what}: {exc}."),
                                "check the network connection (or CIVITAI_BASE_URL) and try again.") from None

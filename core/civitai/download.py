@@ -9,6 +9,7 @@ and then reuse the finished file instead of downloading it again.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
@@ -24,17 +25,17 @@ from urllib.parse import urljoin
 
 from ..errors import PresetsError
 from ..host import get_host
-from .air import hf_endpoint
 from .client import KEY_FIX, auth_headers, error_for_status
-from .transport import (BACKOFF, REDIRECT_STATUSES, TRANSPORT_ERRORS, HttpStatusError, TransportError, host_of,
-                        open_url)
+from .transport import (BACKOFF, REDIRECT_STATUSES, TRANSPORT_ERRORS, CannotConnect, HttpStatusError, TransportError,
+                        host_of, open_url)
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 STALL_TIMEOUT_S = 60.0  # no byte for this long = a cut; module-level so tests can shrink it
 SIZE_TOLERANCE = 1024  # Civitai's sizeKB is a rounded float
-_PROGRESS_EVERY_S = 0.25
+_PROGRESS_EVERY_S = 0.25  # host progress (ComfyUI's bar; each update also checks for an interrupt)
+LOG_EVERY_S = 2.0  # byte progress in the log: often enough to see it move, rare enough to read
 _MIN_PROGRESS = 64 * 1024  # an attempt that moved less than this counts as a failure
 _MAX_REDIRECTS = 5
 _SAFETENSORS_HEADER_MAX = 100 * 1024 * 1024
@@ -92,60 +93,77 @@ def payload_problem(head: bytes) -> Optional[str]:
     return "unknown"
 
 
+def format_size(count: float) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.2f} GB"
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} kB"
+
+
+def format_progress(name: str, done: int, total: Optional[int], rate: Optional[float]) -> str:
+    """``downloading x.safetensors: 12.3 MB of 144.0 MB (35.1 MB/s)``; total and rate when known."""
+    text = f"downloading {name}: {format_size(done)}"
+    if total:
+        text += f" of {format_size(total)}"
+    if rate is not None:
+        text += f" ({format_size(rate)}/s)"
+    return text
+
+
+class ByteProgress:
+    """One download's progress, told twice: to the host as raw byte counts (ComfyUI's bar is
+    step-based), and in the log in MB with the rate (at most every :data:`LOG_EVERY_S`, and at
+    the end)."""
+
+    def __init__(self, name: str, done: int = 0) -> None:
+        self.name = name
+        # The run that started the download: huggingface_hub may report from its worker threads.
+        self.context = contextvars.copy_context()
+        self.began = self.last_log = time.monotonic()
+        self.last_report = 0.0
+        self.bar = None
+        self.done = done  # where a resumed download starts
+        self.moved = 0  # bytes received by this run (resumed bytes and restarts do not count)
+
+    def update(self, done: int, total: Optional[int], final: bool = False) -> None:
+        self.moved += max(0, done - self.done)
+        self.done = done
+        now = time.monotonic()
+        if self.bar is None and total:
+            self.bar = self.context.run(get_host().progress, total)
+        if self.bar is not None and (final or now - self.last_report >= _PROGRESS_EVERY_S):
+            self.last_report = now
+            self.bar.update_absolute(done, total)
+        if final or now - self.last_log >= LOG_EVERY_S:
+            self.last_log = now
+            elapsed = now - self.began
+            log.info("%s", format_progress(self.name, done, total, self.moved / elapsed if elapsed > 0 else None))
+
+
 @contextmanager
 def file_lock(target: Path, poll_s: float = 0.1) -> Iterator[None]:
-    """Hold an exclusive lock for ``target`` across threads and processes. The OS releases it
-    if the holder dies, so a crashed download never leaves a stale lock."""
+    """Hold an exclusive lock for ``target`` across threads and processes (an OS lock through
+    ``filelock``: released by the OS if the holder dies, so a crash never leaves a stale lock).
+    Waiting stays interruptible."""
+    from filelock import FileLock, Timeout
+
     digest = hashlib.sha1(str(target.resolve()).encode("utf-8")).hexdigest()[:20]
     lock_path = get_host().cache_dir() / "locks" / f"{digest}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+b") as handle:
-        waited = False
-        while not _try_lock(handle):
+    lock = FileLock(lock_path)  # a new object per call: threads exclude each other too
+    waited = False
+    while True:
+        try:
+            lock.acquire(timeout=poll_s)
+            break
+        except Timeout:
             if not waited:
                 log.info("waiting for another download of %s to finish", target.name)
                 waited = True
             get_host().throw_if_interrupted()
-            time.sleep(poll_s)
-        try:
-            yield
-        finally:
-            _unlock(handle)
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(handle) -> bool:  # noqa: ANN001
-        try:
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(handle) -> None:  # noqa: ANN001
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-else:
-    import fcntl
-
-    def _try_lock(handle) -> bool:  # noqa: ANN001
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: excludes threads too
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(handle) -> None:  # noqa: ANN001
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _credentials(url: str) -> dict[str, str]:
-    token = os.environ.get("HF_TOKEN", "").strip()
-    if token and host_of(url) == host_of(hf_endpoint()):
-        return {"Authorization": f"Bearer {token}"}
-    return auth_headers(url)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def download_file(spec: DownloadSpec, dest: Path) -> Downloaded:
@@ -209,8 +227,6 @@ class _Transfer:
         self.hasher = hashlib.sha256()
         self.offset = 0
         self.total: Optional[int] = None
-        self.progress = None
-        self.last_report = 0.0
         self.head = b""  # the first bytes, checked before the rest is written
         if part.exists():
             with open(part, "rb") as handle:
@@ -220,6 +236,7 @@ class _Transfer:
                     self.hasher.update(block)
                     self.offset += len(block)
             log.info("resuming %s at byte %d", spec.what, self.offset)
+        self.progress = ByteProgress(part.name[: -len(".part")], done=self.offset)
 
     def run(self) -> tuple[str, int]:
         failures = 0
@@ -244,6 +261,10 @@ class _Transfer:
                     raise self._status_error(exc) from None
                 error: Exception = exc
                 retry_after = exc.retry_after()
+            except CannotConnect as exc:
+                raise PresetsError("download_failed", f"{self.spec.what}: {exc}; this machine looks offline "
+                                   f"({self.offset} bytes kept for the next try).", "connect to the network and run "
+                                   "again: the download resumes where it stopped.") from None
             except (TransportError, *TRANSPORT_ERRORS) as exc:
                 error, retry_after = exc, None
             failures = 0 if self.offset - before >= _MIN_PROGRESS else failures + 1
@@ -279,8 +300,6 @@ class _Transfer:
     def _stream(self, response) -> None:  # noqa: ANN001
         """Append the response body to the part file, hashing as it goes. (A writer thread was
         slower: on a busy 2-core machine the GIL hand-offs cost more than the overlap gained.)"""
-        if self.progress is None and self.total:
-            self.progress = get_host().progress(self.total)
         view = memoryview(bytearray(CHUNK_BYTES))
         problem = None
         with open(self.part, "ab") as out:
@@ -297,31 +316,25 @@ class _Transfer:
                 out.write(chunk)
                 self.hasher.update(chunk)
                 self.offset += count
-                self._report()
+                self.progress.update(self.offset, self.total)
             out.flush()
             os.fsync(out.fileno())
         problem = problem or self._head_problem(final=True)
         if problem:
             raise self._payload_error(problem)
-        self._report(force=True)
+        self.progress.update(self.offset, self.total, final=True)
 
     def _head_problem(self, final: bool) -> Optional[str]:
         if len(self.head) >= _HEAD_BYTES or final:
             return payload_problem(self.head)
         return None
 
-    def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.progress is not None and (force or now - self.last_report >= _PROGRESS_EVERY_S):
-            self.last_report = now
-            self.progress.update_absolute(self.offset, self.total)
-
     def _open(self):  # noqa: ANN202
         url = self.resolved or self.spec.url
         for _ in range(_MAX_REDIRECTS + 1):
             headers = {"Accept-Encoding": "identity"}
             if host_of(url) == host_of(self.spec.url):
-                headers.update(_credentials(url))  # never to the storage host a redirect names
+                headers.update(auth_headers(url))  # never to the storage host a redirect names
             if self.offset:
                 headers["Range"] = f"bytes={self.offset}-"
             response = open_url(url, headers, STALL_TIMEOUT_S)

@@ -8,9 +8,11 @@ once so that resumes go straight to it.
 from __future__ import annotations
 
 import email.utils
+import errno
 import http.client
 import logging
 import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -71,7 +73,25 @@ class HttpStatusError(Exception):
 
 
 class TransportError(Exception):
-    """The connection failed, was cut or stalled: always worth a retry."""
+    """The connection was cut, reset or stalled: worth a retry."""
+
+    retryable = True
+
+
+class CannotConnect(TransportError):
+    """No connection could be made at all: the host name does not resolve, or nothing listens.
+    That is what being offline looks like, and waiting does not change it: never retried."""
+
+    retryable = False
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot connect to {host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+# Connect-time failures that mean "offline" (or a wrong host), not a passing fault.
+_NO_ROUTE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -105,19 +125,24 @@ def open_url(url: str, headers: dict[str, str], timeout: float) -> http.client.H
             exc.close()
         raise HttpStatusError(exc.code, body, exc.headers, host_of(url)) from None
     except TRANSPORT_ERRORS as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, socket.gaierror):
+            raise CannotConnect(host_of(url), "the host name does not resolve (no network, or a wrong host)") from None
+        if isinstance(reason, OSError) and reason.errno in _NO_ROUTE:
+            raise CannotConnect(host_of(url), f"{reason.strerror or reason} (no network, or the server is down)") from None
         raise TransportError(f"{type(exc).__name__}: {exc}") from None
 
 
 def with_retries(call: Callable[[], T], what: str) -> T:
-    """Run ``call``, retrying transport faults, 429 and 5xx with :data:`BACKOFF`. The last
-    failure propagates unchanged."""
+    """Run ``call``, retrying cuts, resets, timeouts, 429 and 5xx with :data:`BACKOFF`. A host
+    that cannot be reached at all (:class:`CannotConnect`) and the last failure propagate
+    unchanged."""
     attempt = 0
     while True:
         try:
             return call()
         except (TransportError, HttpStatusError) as exc:
-            retryable = isinstance(exc, TransportError) or exc.retryable
-            if not retryable or attempt + 1 >= BACKOFF.attempts:
+            if not exc.retryable or attempt + 1 >= BACKOFF.attempts:
                 raise
             retry_after = exc.retry_after() if isinstance(exc, HttpStatusError) else None
             delay = BACKOFF.delay(attempt, retry_after)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,16 +22,31 @@ from .redux import build_tiny_redux
 log = logging.getLogger(__name__)
 
 
-class _DropTorchvisionAdvice(logging.Filter):
-    """transformers says "Install torchvision" whenever it falls back to its PIL image
-    processors. Here that advice is harmful (the registry's torchvision builds break diffusers'
-    imports) and the PIL fallback is what we want, so the notice is dropped."""
+class _DropMessage(logging.Filter):
+    """Drops the records of one logger whose message matches ``pattern`` (from its start);
+    every other record, real warnings included, passes."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision (not installed)" not in record.getMessage()
+        return self.pattern.match(record.getMessage()) is None
 
 
-logging.getLogger("transformers.utils.import_utils").addFilter(_DropTorchvisionAdvice())
+# transformers says "Install torchvision" whenever it falls back to its PIL image processors
+# (SigLIP in Flux Redux). Here that advice is harmful (the registry's torchvision builds break
+# diffusers' imports) and the PIL fallback is what we want.
+logging.getLogger("transformers.utils.import_utils").addFilter(
+    _DropMessage(r"`\w+ImageProcessor` requires torchvision \(not installed\); falling back to `\w+ImageProcessorPil`")
+)
+# diffusers tokenizes whole prompts without truncation to look for textual-inversion tokens
+# (and to report truncation itself, with its own warning, which still shows); the text
+# encoders always get truncated ids. transformers' generic "will result in indexing errors"
+# is therefore false for every pipeline here.
+logging.getLogger("transformers.tokenization_utils_base").addFilter(
+    _DropMessage(r"Token indices sequence length is longer than the specified maximum sequence length ")
+)
 
 # Family names; each is also the module that defines its FAMILY instance.
 FAMILIES: tuple[str, ...] = ("sdxl", "chroma", "flux", "zimage", "anima")
@@ -77,23 +93,29 @@ def _write_atomically(target: Path, name: str, build: Callable[[Path], None]) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def tiny_is_built(dest_dir: Path, name: str) -> bool:
+    """Whether ``dest_dir/name`` holds a complete tiny model ``name`` (a family or Redux)."""
+    return _is_complete(Path(dest_dir) / name, name)
+
+
+def build_tiny(dest_dir: Path, name: str) -> Path:
+    """Write the tiny random-weight pipeline ``name`` (a family, or ``flux_redux``) to
+    ``dest_dir/name`` and return that folder; a complete folder is kept as it is."""
+    target = Path(dest_dir) / name
+    if _is_complete(target, name):
+        log.debug("tiny %s already at %s", name, target)
+        return target
+    build = build_tiny_redux if name == REDUX_DIR else get_family(name).build_tiny
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(target, name, build)
+    log.info("built tiny %s at %s", name, target)
+    return target
+
+
 def build_all_tiny(dest_dir: Path) -> dict[str, Path]:
-    """Write every family's tiny random-weight pipeline to ``dest_dir/<family>`` and the tiny
-    Flux Redux to ``dest_dir/flux_redux``. Complete folders are kept as they are."""
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    builders = {name: get_family(name).build_tiny for name in FAMILIES}
-    builders[REDUX_DIR] = build_tiny_redux
-    written: dict[str, Path] = {}
-    for name, build in builders.items():
-        target = dest_dir / name
-        if _is_complete(target, name):
-            log.debug("tiny %s already at %s", name, target)
-        else:
-            _write_atomically(target, name, build)
-            log.info("built tiny %s at %s", name, target)
-        written[name] = target
-    return written
+    """Every family's tiny pipeline in ``dest_dir/<family>`` and the tiny Flux Redux in
+    ``dest_dir/flux_redux``."""
+    return {name: build_tiny(dest_dir, name) for name in (*FAMILIES, REDUX_DIR)}
 
 
-__all__ = ["FAMILIES", "REDUX_DIR", "build_all_tiny", "get_family", "index_files"]
+__all__ = ["FAMILIES", "REDUX_DIR", "build_all_tiny", "build_tiny", "get_family", "index_files", "tiny_is_built"]

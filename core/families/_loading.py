@@ -70,11 +70,12 @@ def _cli_download(repo_id: str, revision: Optional[str], filename: Optional[str]
     return f"`hf download {target}{rev}`"
 
 
-def hub_download_fix(repo_id: str, revision: Optional[str], filename: Optional[str] = None) -> str:
-    """What to do about weights missing from the local Hugging Face cache."""
+def hub_download_fix(repo_id: str, revision: Optional[str], filename: Optional[str] = None,
+                     hint: str = TINY_MODELS_HINT) -> str:
+    """What to do about weights missing from the local Hugging Face cache, then ``hint``."""
     return (
         f"download it with {_cli_download(repo_id, revision, filename)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
-        f"to let the preset download it. {TINY_MODELS_HINT}"
+        f"to let the preset download it. {hint}"
     )
 
 

@@ -115,7 +115,7 @@ class DiffusersFamily(Family):
         with seeded_build():
             pipe = self.tiny_pipeline()
         pipe.save_pretrained(str(dest), **self.tiny_save_kwargs)
-        log.info("wrote tiny %s pipeline to %s", self.name, dest)
+        log.debug("wrote tiny %s pipeline to %s", self.name, dest)
 
     def tiny_pipeline(self) -> Any:
         """Build the tiny random-weight pipeline in memory (torch is already seeded)."""

@@ -4,11 +4,18 @@ real classifier-free guidance, so negative prompts work. Sizes are multiples of 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from . import _tiny
 from ._pipeline import DiffusersFamily
 from ._tokenizers import t5_tokenizer
+
+# diffusers' own ChromaTransformer2DModel builds the deprecated FluxPosEmbed alias, so every
+# Chroma load warns about an import that only diffusers can change.
+warnings.filterwarnings(
+    "ignore", message=r"`FluxPosEmbed` is deprecated", category=FutureWarning, module=r"diffusers\.models\.embeddings"
+)
 
 
 class ChromaFamily(DiffusersFamily):

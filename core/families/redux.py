@@ -65,4 +65,4 @@ def build_tiny_redux(dest: Path) -> None:
             image_embedder=ReduxImageEncoder(redux_dim=hidden, txt_in_features=_tiny.T5_HIDDEN),
         )
     pipe.save_pretrained(str(dest))
-    log.info("wrote tiny Flux Redux pipeline to %s", dest)
+    log.debug("wrote tiny Flux Redux pipeline to %s", dest)

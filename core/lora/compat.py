@@ -43,11 +43,18 @@ ARCHITECTURE_LABEL = {
 # (LoRA architecture, preset family) pairs that share layer names but not training: they load
 # and often work, so they warn instead of failing. Civitai has no Flux <-> Chroma rule.
 PARTIAL = {("flux", "chroma"), ("chroma", "flux")}
-# Lineages inside one architecture (Civitai's "partial" cross-ecosystem rules), keyed by the
-# base model a preset is, e.g. an Illustrious preset with a Pony LoRA.
+# Lineages inside one architecture (Civitai's "partial" cross-ecosystem rules), e.g. an
+# Illustrious preset with a Pony LoRA: they load, but results differ, so they warn.
 _LINEAGE = {"Pony": "pony", "Illustrious": "illustrious", "NoobAI": "noobai", "Flux.1 D": "dev",
             "Flux.1 S": "schnell", "Flux.1 Krea": "krea", "Flux.1 Kontext": "kontext", "ZImageTurbo": "turbo",
             "ZImageBase": "base"}
+# A preset's ``lineage:`` field -> (its family, the Civitai base model it is).
+PRESET_LINEAGES = {
+    "sdxl": ("sdxl", "SDXL 1.0"), "pony": ("sdxl", "Pony"), "illustrious": ("sdxl", "Illustrious"),
+    "noobai": ("sdxl", "NoobAI"), "flux-dev": ("flux", "Flux.1 D"), "flux-schnell": ("flux", "Flux.1 S"),
+    "flux-krea": ("flux", "Flux.1 Krea"), "flux-kontext": ("flux", "Flux.1 Kontext"),
+    "zimage-turbo": ("zimage", "ZImageTurbo"), "zimage-base": ("zimage", "ZImageBase"),
+}
 
 _MODELSPEC = (("stable-diffusion-xl", "sdxl"), ("stable-diffusion-v1", "sd1"), ("stable-diffusion-v2", "sd2"),
               ("stable-diffusion-v3", "sd3"), ("flux-1", "flux"), ("flux.1", "flux"), ("flux-2", "flux2"),
@@ -119,10 +126,28 @@ def _unet_architecture(header: dict, keys: list[str]) -> str:
     return "sdxl"
 
 
+def _incompatible(label: str, arch: str, family: str, source: str) -> PresetsError:
+    lora_side = ARCHITECTURE_LABEL.get(arch, arch)
+    family_side = ARCHITECTURE_LABEL.get(family, family)
+    return PresetsError("lora_incompatible",
+                        f"{label} is a {lora_side} LoRA (from {source}), but the preset is a {family_side} ({family}) "
+                        "model.", f"use a {family_side} LoRA with this preset, or a {lora_side} preset with this LoRA.")
+
+
+def refuse_other_family(family: str, *, label: str, base_model: str) -> None:
+    """Raise ``lora_incompatible`` when Civitai's ``base_model`` alone shows that the LoRA cannot
+    load on ``family`` (checked before downloading); silent when it fits, partly fits or is
+    unknown (then the file header decides after the download)."""
+    arch = architecture_of_base_model(base_model)
+    if arch is not None and arch != family and (arch, family) not in PARTIAL:
+        raise _incompatible(label, arch, family, f"Civitai base model '{base_model}'")
+
+
 def check_compatible(family: str, *, label: str, base_model: str = "", path: Optional[Path] = None,
                      preset_base_model: str = "") -> list[str]:
     """Raise ``lora_incompatible`` when the LoRA cannot fit ``family``; return warnings for a
-    partial fit. ``base_model`` is Civitai's; without it the file header decides."""
+    partial fit. ``base_model`` is Civitai's; without it the file header decides.
+    ``preset_base_model`` is the Civitai base model of the preset (:func:`preset_base_model`)."""
     arch = architecture_of_base_model(base_model)
     source = f"Civitai base model '{base_model}'"
     if arch is None and path is not None:
@@ -135,23 +160,23 @@ def check_compatible(family: str, *, label: str, base_model: str = "", path: Opt
         return [warning]
     if arch == family:
         return _lineage_warnings(label, base_model, preset_base_model)
-    lora_side = ARCHITECTURE_LABEL.get(arch, arch)
-    family_side = ARCHITECTURE_LABEL.get(family, family)
     if (arch, family) in PARTIAL:
-        warning = f"{label} was made for {lora_side} (from {source}) and is applied to a {family_side} preset: " \
-                  "the layers match, results may differ"
+        warning = f"{label} was made for {ARCHITECTURE_LABEL.get(arch, arch)} (from {source}) and is applied to a " \
+                  f"{ARCHITECTURE_LABEL.get(family, family)} preset: the layers match, results may differ"
         log.warning("%s", warning)
         return [warning]
-    raise PresetsError("lora_incompatible",
-                       f"{label} is a {lora_side} LoRA (from {source}), but the preset is a {family_side} ({family}) "
-                       "model.", f"use a {family_side} LoRA with this preset, or a {lora_side} preset with this LoRA.")
+    raise _incompatible(label, arch, family, source)
 
 
-def preset_base_model(preset_id: str) -> str:
-    """The Civitai base model a preset is, read from its name (``sdxl/illustrious`` ->
-    ``Illustrious``, ``flux/dev`` -> ``Flux.1 D``); empty when the name says nothing."""
-    name = preset_id.rsplit("/", 1)[-1].lower()
-    return next((base for base, line in _LINEAGE.items() if line == name), "")
+def lineage_names(family: str) -> list[str]:
+    """The values a ``lineage:`` field may take in a preset of ``family``."""
+    return [name for name, (of, _) in PRESET_LINEAGES.items() if of == family]
+
+
+def preset_base_model(lineage: Optional[str]) -> str:
+    """The Civitai base model of a preset from its ``lineage:`` field (``illustrious`` ->
+    ``Illustrious``); empty when the preset names none."""
+    return PRESET_LINEAGES[lineage][1] if lineage in PRESET_LINEAGES else ""
 
 
 def _lineage_warnings(label: str, base_model: str, preset_base_model: str) -> list[str]:

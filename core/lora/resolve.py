@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional
@@ -16,6 +18,7 @@ from ..civitai.download import DownloadSpec, download_file, sanitize_filename
 from ..civitai.transport import host_of
 from ..errors import PresetsError
 from ..host import get_host
+from .compat import refuse_other_family
 from .library import (LoraRecord, download_folder, file_sha256, find_local, find_record, now_iso, read_record,
                       write_record)
 
@@ -45,16 +48,20 @@ class ResolvedLora:
         return tuple((key, value) for key, value in items if value)
 
 
-def resolve_lora(text: str, dest: Optional[str] = None) -> ResolvedLora:
+def resolve_lora(text: str, dest: Optional[str] = None, family: Optional[str] = None) -> ResolvedLora:
     """Resolve ``text`` to a local, verified LoRA. ``dest`` (a catalog ``path``) names where a
-    download goes, relative to the loras folder or, starting with ``loras/``, to the models folder."""
+    download goes, relative to the loras folder or, starting with ``loras/``, to the models folder.
+    With ``family``, a Civitai LoRA whose metadata names another family is refused before its
+    file is downloaded."""
     ref = parse_reference(text)
     target = _dest_path(dest) if dest else None
     if ref.kind == "local":
         path = find_local(ref.path)
         return _from_record(path, read_record(path), label=path.name)
     if ref.kind == "civitai":
-        return _resolve_civitai(ref, target)
+        return _resolve_civitai(ref, target, family)
+    if ref.kind == "huggingface":
+        return _resolve_hf(ref, target)
     return _resolve_url(ref, target)
 
 
@@ -94,7 +101,7 @@ def _cached_civitai(ref: LoraRef, version_id: Optional[int]) -> Optional[Resolve
     return _from_record(path, record, _civitai_label(record.version_id, record.model_name, record.version_name))
 
 
-def _resolve_civitai(ref: LoraRef, target: Optional[Path]) -> ResolvedLora:
+def _resolve_civitai(ref: LoraRef, target: Optional[Path], family: Optional[str]) -> ResolvedLora:
     if ref.version_id is not None:  # a pinned version: the local copy is the answer, no network
         cached = _cached_civitai(ref, ref.version_id)
         if cached is not None:
@@ -116,6 +123,8 @@ def _resolve_civitai(ref: LoraRef, target: Optional[Path]) -> ResolvedLora:
         log.info("%s: the default version is already here (%s)", cached.label, cached.path)
         return cached
     label = _civitai_label(version.id, version.model_name, version.name)
+    if family is not None:
+        refuse_other_family(family, label=label, base_model=version.base_model)
     dest = target or download_folder() / _civitai_filename(file, version)
     download_url = file.download_url if host_of(file.download_url) in civitai_hosts() else (
         f"{client.base}/api/download/models/{version.id}?fileId={file.id}")
@@ -156,3 +165,30 @@ def _resolve_url(ref: LoraRef, target: Optional[Path]) -> ResolvedLora:
     record = write_record(done.path, LoraRecord(sha256=done.sha256, size=done.size, mtime_ns=0, source_url=url,
                                                 retrieved_at=now_iso()))
     return _from_record(done.path, record, label=done.path.name)
+
+
+def _resolve_hf(ref: LoraRef, target: Optional[Path]) -> ResolvedLora:
+    """Through the Hugging Face cache; a catalog ``path`` gets a copy (with a sidecar, so later
+    runs need neither the Hub nor its cache)."""
+    from .hub import hub_lora_file, hub_sha256
+
+    url = ref.url
+    if target is not None:
+        record = read_record(target) if target.is_file() else None
+        if record is not None and record.source_url == url:
+            log.info("%s: using %s (no download)", url, target)
+            return _from_record(target, record, label=target.name)
+    path = hub_lora_file(ref.repo_id, ref.path, ref.revision)
+    label = f"Hugging Face LoRA {ref.repo_id}/{ref.path}"
+    if target is None:
+        return ResolvedLora(path=path, sha256=hub_sha256(path) or file_sha256(path), label=label, source_url=url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        shutil.copyfile(path, part)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+    record = write_record(target, LoraRecord(sha256=hub_sha256(path) or file_sha256(target), size=0, mtime_ns=0,
+                                             source_url=url, retrieved_at=now_iso()))
+    return _from_record(target, record, label=label)

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..errors import PresetsError
 from ..families.base import SamplingParams
 from ..handle import LoraSpec
+from ..presets import Preset
 from .catalog import CatalogEntry
 from .compat import check_compatible, preset_base_model
 from .triggers import clean_triggers, plan_prompt
@@ -30,19 +31,20 @@ def _check_weight(name: str, value: float) -> float:
     return float(value)
 
 
-def lora_spec(family: str, preset_id: str, reference: str, *, weight: float = 1.0,
+def lora_spec(preset: Preset, reference: str, *, weight: float = 1.0,
               triggers: Optional[str] = None, trigger_weight: float = 0.5,
               entry: Optional[CatalogEntry] = None) -> LoraSpec:
-    """Resolve ``reference`` (downloading it once), check it fits ``family`` and describe it as a
+    """Resolve ``reference`` (downloading it once, and only when Civitai's metadata does not
+    already rule it out), check it fits the preset's family and lineage and describe it as a
     stack entry. ``triggers`` (comma or newline separated) replaces the LoRA's own trigger words;
     None or empty keeps them (catalog ``prompt`` first, else Civitai's trainedWords)."""
     weight = _check_weight("strength", weight)
     trigger_weight = _check_weight("trigger_weight", trigger_weight)
     from .resolve import resolve_lora  # the network client, only when there is a LoRA to resolve
 
-    lora = resolve_lora(reference, dest=entry.download_path if entry else None)
-    check_compatible(family, label=lora.label, base_model=lora.base_model, path=lora.path,
-                     preset_base_model=preset_base_model(preset_id))
+    lora = resolve_lora(reference, dest=entry.download_path if entry else None, family=preset.family)
+    check_compatible(preset.family, label=lora.label, base_model=lora.base_model, path=lora.path,
+                     preset_base_model=preset_base_model(preset.lineage))
     given = triggers if triggers and triggers.strip() else (entry.prompt if entry else "")
     words = clean_triggers(given.replace("\n", ",").split(",")) if given.strip() else clean_triggers(lora.trained_words)
     log.info("%s: %s (sha256 %s), weight %g, trigger words: %s", lora.label, lora.path, lora.sha256[:12], weight,
@@ -54,14 +56,14 @@ def lora_spec(family: str, preset_id: str, reference: str, *, weight: float = 1.
     )
 
 
-def preset_lora_specs(preset: Any) -> tuple[LoraSpec, ...]:
+def preset_lora_specs(preset: Preset) -> tuple[LoraSpec, ...]:
     """The LoRAs a preset ships with (its ``loras:`` list), resolved and checked."""
     specs = []
     for item in preset.loras:
         triggers = item.get("triggers")
         if isinstance(triggers, (list, tuple)):
             triggers = ", ".join(str(t) for t in triggers)
-        specs.append(lora_spec(preset.family, preset.id, str(item["ref"]), weight=item.get("weight", 1.0),
+        specs.append(lora_spec(preset, str(item["ref"]), weight=item.get("weight", 1.0),
                                triggers=triggers, trigger_weight=item.get("trigger_weight", 0.5)))
     return tuple(specs)
 

@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
-from typing import Any, Callable, Mapping, Optional
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Mapping, Optional
+
+# One event loop per worker thread for async node functions, reused across calls.
+_thread_loops = threading.local()
 
 
 def call_function(func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
-    """Call a node function; ``async def`` functions are run to completion."""
-    if inspect.iscoroutinefunction(func):
-        return asyncio.run(func(**kwargs))
+    """Call a node function; ``async def`` functions (and returned awaitables) are run to
+    completion on this thread's own loop."""
     result = func(**kwargs)
     if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
+        return run_awaitable(result)
     return result
 
 
-async def _await(awaitable: Any) -> Any:
+def run_awaitable(awaitable: Awaitable[Any]) -> Any:
+    """Run ``awaitable`` to completion from synchronous code and return its result.
+
+    The engine runs on a worker thread while the application's loop (the server's) runs on
+    another; ``asyncio.run`` would also close a fresh loop per call. So each worker thread
+    keeps one private loop. Called from a thread whose loop is already running (a node run
+    from inside a coroutine), the awaitable runs on a helper thread, in the caller's context,
+    instead of failing with "cannot be called from a running event loop"."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _thread_loop().run_until_complete(_await(awaitable))
+    context = contextvars.copy_context()  # keeps the run's progress and interrupt scope
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-async") as pool:
+        return pool.submit(context.run, asyncio.run, _await(awaitable)).result()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_loops.loop = asyncio.new_event_loop()
+    return loop
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 

@@ -2,7 +2,10 @@
 
 The engine is a library: the CLI and the server create one :class:`Engine` per process (its
 cache and node instances persist across prompts), call :meth:`Engine.validate` and then
-:meth:`Engine.run` from one worker thread at a time, and receive events through a callback.
+:meth:`Engine.run` from **one worker thread** (the output cache and node instances are not
+shared between threads), and receive events through a callback on that thread. Progress and
+interrupts are scoped to the run (``core.host.RunContext``); :meth:`Engine.interrupt` may be
+called from any thread.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable, Mapping, Optional
 
 from ...core.errors import Interrupted, PresetsError
-from ...core.host import HeadlessHost, get_host
+from ...core.host import HeadlessHost, RunContext, get_host, run_scope
 from . import events as ev
 from .cache import CacheSet, compute_signatures
 from .calls import map_over_list, merge_results, merge_ui
@@ -80,7 +84,8 @@ class Engine:
         self.registry = registry
         self.host = host if host is not None else get_host()
         self.caches = CacheSet()
-        self._run: Optional[_Run] = None
+        self._active: dict[str, RunContext] = {}  # prompt id -> its run, while it runs
+        self._active_lock = threading.Lock()
 
     def validate(self, prompt: Any, targets: Optional[list[str]] = None) -> ValidationResult:
         return validate_prompt(prompt, self.registry, targets)
@@ -97,19 +102,23 @@ class Engine:
             raise ValueError("run() needs a prompt that passed validation")
         prompt_id = prompt_id or str(uuid.uuid4())
         run = _Run(self, validation, prompt_id, dict(extra_data or {}), on_event)
-        previous_listener = self.host.progress_listener
-        self.host.clear_interrupt()
-        self.host.progress_listener = run.on_progress
-        self._run = run
+        with self._active_lock:
+            self._active[prompt_id] = run.context
         try:
-            return run.execute()
+            with run_scope(run.context):
+                return run.execute()
         finally:
-            self._run = None
-            self.host.progress_listener = previous_listener
+            with self._active_lock:
+                self._active.pop(prompt_id, None)
 
-    def interrupt(self) -> None:
-        """Stop the running prompt at the next node or sampling step (thread-safe)."""
-        self.host.request_interrupt()
+    def interrupt(self, prompt_id: Optional[str] = None) -> bool:
+        """Stop the running prompt (only ``prompt_id`` if given) at the next node or sampling
+        step. Thread-safe; False when no such prompt is running."""
+        with self._active_lock:
+            runs = [ctx for pid, ctx in self._active.items() if prompt_id is None or pid == prompt_id]
+        for ctx in runs:
+            ctx.request_interrupt()
+        return bool(runs)
 
     def free(self) -> None:
         """Drop cached outputs and node instances (``POST /free``)."""
@@ -137,6 +146,7 @@ class _Run:
         self.result = PromptResult(prompt_id, "success")
         self.keys: dict[str, Hashable] = {}
         self.current_node: Optional[str] = None
+        self.context = RunContext(self.on_progress)
 
     # --- events --------------------------------------------------------------------------------
     def emit(self, event: str, data: dict) -> None:
@@ -242,7 +252,7 @@ class _Run:
             return None
         inputs: Optional[dict] = None
         try:
-            self.engine.host.throw_if_interrupted()
+            self.context.throw_if_interrupted()
             inputs, missing = self.input_data(node_id, resolve_links=True)
             self.current_node = node_id
             self.emit(ev.EXECUTING, {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
@@ -257,7 +267,7 @@ class _Run:
                 if any(waits):
                     return _PENDING
             returns = map_over_list(
-                getattr(obj, class_def.FUNCTION), inputs, input_is_list, self.engine.host.throw_if_interrupted
+                getattr(obj, class_def.FUNCTION), inputs, input_is_list, self.context.throw_if_interrupted
             )
             outputs, ui = self.split_returns(class_def, returns)
         except Exception as ex:  # noqa: BLE001 - a node failure ends the prompt as in ComfyUI

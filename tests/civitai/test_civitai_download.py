@@ -225,7 +225,9 @@ def test_two_loaders_asking_at_once_download_once(civitai_env, host) -> None:
     assert civitai_env.storage_bytes == len(data)
 
 
-def test_plain_and_hugging_face_urls(civitai_env, host, monkeypatch) -> None:
+def test_plain_and_hugging_face_urls(civitai_env, host, monkeypatch, tmp_path) -> None:
+    from huggingface_hub import constants
+
     data = safetensors_bytes(4000, seed=7)
     civitai_env.plain_files["files/my style.safetensors"] = data
     other_host = civitai_env.base_url.replace("127.0.0.1", "localhost")  # not the Civitai host
@@ -235,15 +237,24 @@ def test_plain_and_hugging_face_urls(civitai_env, host, monkeypatch) -> None:
     with pytest.raises(PresetsError) as info:
         resolve_lora(f"{other_host}/files/missing.safetensors")
     assert info.value.code == "lora_not_found"
+    # Hugging Face files go through huggingface_hub: its cache, its token, its offline mode.
     civitai_env.plain_files["owner/repo/resolve/main/sub/hf.safetensors"] = data
     monkeypatch.setenv("HF_ENDPOINT", other_host)
     monkeypatch.setenv("HF_TOKEN", "hf-token-1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     hf = resolve_lora("hf://owner/repo/sub/hf.safetensors")
-    assert hf.sha256 == lora.sha256
+    assert hf.sha256 == lora.sha256 and hf.path.read_bytes() == data
+    assert hf.path.is_relative_to(tmp_path / "hub") and "models--owner--repo" in str(hf.path)
     hf_headers = [h for _, path, h in civitai_env.requests if path.startswith("/owner/")]
     assert hf_headers and all(h.get("Authorization") == "Bearer hf-token-1" for h in hf_headers)
-    civitai_env.plain_files.clear()
-    assert resolve_lora("hf://owner/repo/sub/hf.safetensors").path == hf.path  # offline reuse
+    assert host.progress_events[-1] == (len(data), len(data))  # the hub's progress reaches the host
+    with pytest.raises(PresetsError) as info:
+        resolve_lora(f"{other_host}/owner/repo/resolve/main/missing.safetensors")
+    assert info.value.code == "lora_not_found" and "missing.safetensors" in info.value.message
+    civitai_env.stop()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert resolve_lora(f"{other_host}/owner/repo/resolve/main/sub/hf.safetensors").path == hf.path  # offline
 
 
 def test_catalog_path_is_the_download_target(civitai_env, host) -> None:

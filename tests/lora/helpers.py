@@ -5,7 +5,7 @@ from __future__ import annotations
 from diffusers_presets.core.families import get_family
 from diffusers_presets.core.families.base import SamplingParams
 from diffusers_presets.core.lora.stack import prepare_generation
-from diffusers_presets.nodes.preset_loader import load_handle
+from diffusers_presets.core.handle import load_handle
 
 PRESETS = {"sdxl": "sdxl/illustrious", "flux": "flux/dev", "chroma": "chroma/flash", "zimage": "zimage/turbo",
            "anima": "anima/preview"}

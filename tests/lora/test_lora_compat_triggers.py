@@ -64,8 +64,8 @@ def test_compatibility_rules(tiny_loras, caplog) -> None:
     assert info.value.code == "lora_incompatible"
     assert "Stable Diffusion 1.x" in info.value.message and "SDXL (sdxl)" in info.value.message
     assert check_compatible("sdxl", label="x", base_model="Other")  # unknown: a warning, then the layer check
-    assert preset_base_model("sdxl/illustrious") == "Illustrious" and preset_base_model("flux/dev") == "Flux.1 D"
-    assert preset_base_model("demo/sdxl") == ""
+    assert preset_base_model("illustrious") == "Illustrious" and preset_base_model("flux-dev") == "Flux.1 D"
+    assert preset_base_model(None) == ""
 
 
 def test_trigger_cleaning_and_fitting(host, tiny_models, fresh_cache) -> None:

@@ -173,7 +173,10 @@ def test_execution_error_exit_1(workdir, capsys):
     assert code == 1
     summary = json.loads(out)
     assert summary["status"] == "error" and summary["error"]["node_id"] == "2"
-    assert "error in node 2 'SaveImage' (SaveImage): Saving image outside the output folder" in err
+    assert "error in node 2 'SaveImage' (SaveImage): [input_invalid] filename_prefix '../../escape' would save " \
+           "outside the output folder" in err
+    assert err.count("would save outside") == 1  # printed once: the engine's own log line is not repeated
+    assert summary["error"]["error_code"] == "input_invalid"
 
 
 def test_model_overrides_and_models_dir(workdir, capsys, monkeypatch):
@@ -189,9 +192,10 @@ def test_model_overrides_and_models_dir(workdir, capsys, monkeypatch):
     assert code == 2 and "PRESET=SOURCE" in err
 
 
-def test_serve_is_reserved(capsys):
-    code, _, err = run_cli(capsys, "serve")
-    assert code == 2 and "not available yet" in err
+def test_serve_dispatches_to_the_server(capsys):
+    # a bad option fails before anything listens (the server itself: tests/server/)
+    code, _, err = run_cli(capsys, "serve", "--model", "oops")
+    assert code == 2 and "PRESET=SOURCE" in err
 
 
 def test_stdin(workdir, capsys, monkeypatch):
@@ -201,3 +205,130 @@ def test_stdin(workdir, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(api_workflow()).encode())))
     code, _, err = run_cli(capsys, "-")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("prefix", ["nul\x00", "lone\udcff"])
+def test_unwritable_filename_prefix_is_input_invalid(workdir, capsys, prefix):
+    code, out, err = run_cli(capsys, write(workdir / "wf.json", api_workflow(prefix)))
+    assert code == 1 and "[input_invalid]" in err and "no file name can hold" in err
+    assert not (workdir / "output").exists()
+
+
+def test_broken_input_image_is_input_invalid(workdir, capsys):
+    (workdir / "input" / "red.png").write_bytes(b"GIF89a but not really")
+    code, _, err = run_cli(capsys, write(workdir / "wf.json", api_workflow()))
+    assert code == 1 and "[input_invalid] the input image 'red.png' cannot be read" in err
+    assert "Traceback" not in err and err.count("cannot be read") == 1
+
+
+def test_control_characters_from_a_workflow_are_escaped(workdir, capsys):
+    # in a validation error (the preset name) ...
+    sampler = {
+        "1": {"class_type": "PresetLoader", "inputs": {"preset": "\x1b[2Jdemo/sdxl\x07"}},
+        "2": {"class_type": "FixedSampler", "inputs": {"pipeline": ["1", 0], "prompt": "a cat", "negative_prompt": "",
+                                                       "seed": 1, "width": 0, "height": 0, "batch_size": 1}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    code, out, err = run_cli(capsys, write(workdir / "wf.json", sampler))
+    assert code == 2 and "\\x1b[2Jdemo/sdxl\\x07" in err
+    # ... in progress lines and in the summary (a file name) ...
+    prompt = api_workflow("bell\x07\x9b")
+    prompt["\x1b[H1"] = prompt.pop("1")
+    prompt["2"]["inputs"]["images"] = ["\x1b[H1", 0]
+    code, out, err = run_cli(capsys, write(workdir / "wf2.json", prompt))
+    assert code == 0 and "bell\\x07\\x9b_00001_.png" in out and "▶ node \\x1b[H1 'Load'" in err
+    # ... and in an execution error
+    prompt["2"]["inputs"]["filename_prefix"] = "../\x1b[2J"
+    code, out, err = run_cli(capsys, write(workdir / "wf3.json", prompt))
+    assert code == 1 and "'../\\x1b[2J'" in err
+    for text in (out, err):
+        assert not any(ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f for c in text)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8:strict", "ascii:strict"])
+def test_text_a_strict_terminal_cannot_show_is_escaped(tmp_path, encoding):
+    """A saved file's path that is not valid UTF-8, or (on ASCII) not ASCII, is printed escaped
+    instead of ending a finished run with a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "input").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "input" / "red.png")
+    write(tmp_path / "wf.json", api_workflow("café"))
+    output = os.fsencode(tmp_path) + b"/out\xff"  # a valid Linux folder name that is not UTF-8
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", str(tmp_path / "wf.json"), "--input-dir", str(tmp_path / "input"),
+         b"--output-dir", output], cwd=root, capture_output=True, timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert (Path(os.fsdecode(output)) / "café_00001_.png").is_file()
+    name = b"caf\\xe9" if encoding.startswith("ascii") else "café".encode()
+    assert b"out\\udcff/" + name + b"_00001_.png" in result.stdout
+
+
+def test_uncoded_failures_are_internal_error(workdir, capsys, monkeypatch):
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(core_nodes.SaveImage, "save_images", broken)
+    path = write(workdir / "wf.json", api_workflow())
+    code, _, err = run_cli(capsys, path)
+    assert code == 1 and err.splitlines()[-1] == (
+        "error in node 2 'SaveImage' (SaveImage): [internal_error] ZeroDivisionError: division by zero. "
+        "Fix: run with -v for the traceback, and report it: this is a bug.")
+    code, _, err = run_cli(capsys, path, "-v")
+    assert code == 1 and "Traceback (most recent call last)" in err and 'in broken\n    raise ZeroDivisionError' in err
+    assert err.rstrip().endswith("ZeroDivisionError: division by zero\nsecond line")
+    # outside any node: the CLI's own last line of defence
+    monkeypatch.setattr(cli, "load_prompt", lambda *args: {}["boom"])
+    code, _, err = run_cli(capsys, path)
+    assert code == 1 and err.strip() == (
+        "error: [internal_error] KeyError: 'boom'. Fix: run with -v for the traceback, and report it: this is a bug.")
+    code, _, err = run_cli(capsys, path, "-v")
+    assert code == 1 and "Traceback (most recent call last)" in err and "KeyError: 'boom'" in err
+
+
+def test_gated_repo_says_how_to_get_access(workdir, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(workdir / "empty-hub"))
+    monkeypatch.delenv("DIFFUSERS_PRESETS_ALLOW_DOWNLOAD", raising=False)
+    examples = Path(__file__).resolve().parents[2] / "example_workflows"
+    code, _, err = run_cli(capsys, str(examples / "flux-dev.json"))
+    assert code == 1 and "[model_not_found]" in err and "gated" in err
+    assert "https://huggingface.co/black-forest-labs/FLUX.1-dev" in err and "`hf auth login`" in err
+    assert "`--model flux/dev=tiny`" in err
+    code, _, err = run_cli(capsys, str(examples / "flux-schnell.json"))
+    assert code == 1 and "[model_not_found]" in err and "FLUX.1-schnell" in err
+    assert "a gated repo" not in err and "hf auth login" not in err
+
+
+def test_first_demo_run_prints_only_the_runners_lines(tmp_path):
+    """A fresh cache: the demo builds only the SDXL tiny model, says so, and no library
+    warning reaches the terminal."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cache = tmp_path / "cache"
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "example_workflows/demo_sdxl.json", "--output-dir", str(tmp_path / "out")],
+        cwd=root, capture_output=True, text=True, timeout=600, env={**os.environ, "DIFFUSERS_PRESETS_CACHE": str(cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not re.fullmatch(r"  step \d+/20", line)]
+    assert lines == [
+        "▶ node 1 'Preset Loader (Diffusers)' (PresetLoader)",
+        f"INFO diffusers_presets.core.sources: demo/sdxl runs on the tiny random-weight sdxl model: building it once "
+        f"in {cache / 'tiny-models' / 'sdxl'} (a few seconds)",
+        "▶ node 2 'VRAM Profile (Diffusers)' (VramProfile)",
+        "▶ node 3 'Fixed Sampler (Diffusers)' (FixedSampler)",
+        "▶ node 4 'Save Image' (SaveImage)",
+    ]
+    assert sorted(p.name for p in (cache / "tiny-models").iterdir()) == ["sdxl"]
+    assert result.stdout.splitlines()[1:] == [f"  {tmp_path / 'out' / 'diffusers-presets' / 'demo-sdxl_00001_.png'}"]

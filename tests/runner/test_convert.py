@@ -56,7 +56,26 @@ class Saver:
     FUNCTION = "run"
 
 
-REGISTRY = {**stubs.STUB_NODES, **core_nodes.NODE_CLASS_MAPPINGS, "ComboControl": ComboControl, "Forced": Forced, "Saver": Saver}
+class RemoteCombo:
+    """Like ComfyUI's LoadImageOutput: a COMBO whose options the frontend fetches (no list)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("COMBO", {"image_upload": True, "remote": {"route": "/internal/files/output", "refresh_button": True}}),
+                "count": ("INT", {"default": 1}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "run"
+
+
+REGISTRY = {
+    **stubs.STUB_NODES, **core_nodes.NODE_CLASS_MAPPINGS,
+    "ComboControl": ComboControl, "Forced": Forced, "Saver": Saver, "RemoteCombo": RemoteCombo,
+}
 
 
 def ui_node(node_id, type_, widgets=None, inputs=(), outputs=(), mode=0, **extra):
@@ -135,6 +154,14 @@ def test_upload_slot_and_primitive_control():
     assert prompt["1"]["inputs"] == {"image": "red.png"}
     assert prompt["1"]["_meta"] == {"title": "Load Image"}
     assert prompt["2"]["inputs"] == {"value": 5}
+
+
+def test_remote_combo_is_a_widget_followed_by_its_toggle_refresh_and_upload_slots():
+    # value, auto-refresh toggle, refresh button, upload button (frontend useComboWidget + useRemoteWidget)
+    wf = workflow([ui_node(1, "RemoteCombo", ["shot_00001_.png [output]", False, "refresh", "image", 7])], [])
+    assert convert(wf)["1"]["inputs"] == {"image": "shot_00001_.png [output]", "count": 7}
+    older = workflow([ui_node(1, "RemoteCombo", ["shot.png", "refresh", "image", 7])], [])  # before the toggle
+    assert convert(older)["1"]["inputs"] == {"image": "shot.png", "count": 7}
 
 
 def test_object_form_widgets_values():
@@ -262,6 +289,91 @@ def test_version_1_links_and_subgraphs():
         "8:1": {"inputs": {"a": ["7", 0], "b": 3}, "class_type": "StubAdd", "_meta": {"title": "StubAdd"}},
         "9": {"inputs": {"value": ["8:1", 0]}, "class_type": "StubOutput", "_meta": {"title": "StubOutput"}},
     }
+
+
+SEEDED_ID = "aaaaaaaa-0000-0000-0000-000000000001"
+OUTER_ID = "aaaaaaaa-0000-0000-0000-000000000002"
+
+
+def _seeded_subgraph():
+    """A subgraph around StubSeeded whose inputs `seed` and `value` are both widgets."""
+    return {
+        "id": SEEDED_ID,
+        "name": "Seeded",
+        "inputs": [
+            {"id": "i0", "name": "seed", "type": "INT", "linkIds": [20]},
+            {"id": "i1", "name": "value", "type": "INT", "linkIds": [21]},
+        ],
+        "outputs": [{"id": "o0", "name": "INT", "type": "INT", "linkIds": [22]}],
+        "widgets": [],
+        "nodes": [
+            ui_node(1, "StubSeeded", [0, "fixed", 0],
+                    inputs=[inp("seed", "INT", 20, widget={"name": "seed"}), inp("value", "INT", 21, widget={"name": "value"})],
+                    outputs=[out("INT", "INT", [22])]),
+        ],
+        "links": [
+            {"id": 20, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0, "type": "INT"},
+            {"id": 21, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 1, "type": "INT"},
+            {"id": 22, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "INT"},
+        ],
+    }
+
+
+def test_subgraph_instance_widget_values_fill_its_unlinked_widget_inputs():
+    # The saved instance lists only its linked widget input (`value`, slot 0 of its inputs);
+    # `seed` (subgraph input 0) is left out and takes the instance's widgets_values[0]. Taking
+    # the same slot index instead would feed `seed` the link meant for `value`.
+    wf = {
+        "version": 1,
+        "nodes": [
+            ui_node(7, "StubInt", [5], outputs=[out("INT", "INT", [1])]),
+            ui_node(8, SEEDED_ID, [42, 3], inputs=[inp("value", "INT", 1, widget={"name": "value"})],
+                    outputs=[out("INT", "INT", [2])]),
+            ui_node(9, "StubOutput", [], inputs=[inp("value", "*", 2)]),
+        ],
+        "links": [
+            {"id": 1, "origin_id": 7, "origin_slot": 0, "target_id": 8, "target_slot": 0, "type": "INT"},
+            {"id": 2, "origin_id": 8, "origin_slot": 0, "target_id": 9, "target_slot": 0, "type": "INT"},
+        ],
+        "definitions": {"subgraphs": [_seeded_subgraph()]},
+        "extra": {},
+    }
+    assert convert(wf)["8:1"]["inputs"] == {"seed": 42, "value": ["7", 0]}
+    # An input listed but unlinked takes the widget value too.
+    wf["nodes"][1]["inputs"] = [inp("seed", "INT", None, widget={"name": "seed"}), inp("value", "INT", 1, widget={"name": "value"})]
+    assert convert(wf)["8:1"]["inputs"] == {"seed": 42, "value": ["7", 0]}
+
+
+def test_widgets_promoted_through_nested_subgraphs():
+    # Outer subgraph: input `seed` → the inner Seeded instance's `seed` widget input. The root
+    # instance's widgets_values [99] is the seed; `value` comes from the inner instance's own values.
+    outer = {
+        "id": OUTER_ID,
+        "name": "Outer",
+        "inputs": [{"id": "j0", "name": "seed", "type": "INT", "linkIds": [30]}],
+        "outputs": [{"id": "p0", "name": "INT", "type": "INT", "linkIds": [31]}],
+        "widgets": [],
+        "nodes": [
+            ui_node(5, SEEDED_ID, [1, 2], inputs=[inp("seed", "INT", 30, widget={"name": "seed"})], outputs=[out("INT", "INT", [31])]),
+        ],
+        "links": [
+            {"id": 30, "origin_id": -10, "origin_slot": 0, "target_id": 5, "target_slot": 0, "type": "INT"},
+            {"id": 31, "origin_id": 5, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "INT"},
+        ],
+    }
+    wf = {
+        "version": 1,
+        "nodes": [
+            ui_node(10, OUTER_ID, [99], outputs=[out("INT", "INT", [1])]),
+            ui_node(11, "StubOutput", [], inputs=[inp("value", "*", 1)]),
+        ],
+        "links": [{"id": 1, "origin_id": 10, "origin_slot": 0, "target_id": 11, "target_slot": 0, "type": "INT"}],
+        "definitions": {"subgraphs": [outer, _seeded_subgraph()]},
+        "extra": {},
+    }
+    prompt = convert(wf)
+    assert prompt["10:5:1"]["inputs"] == {"seed": 99, "value": 2}
+    assert prompt["11"]["inputs"] == {"value": ["10:5:1", 0]}
 
 
 def test_legacy_group_node():

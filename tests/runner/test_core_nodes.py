@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusers_presets.core.errors import PresetsError
 from diffusers_presets.runner import core_nodes
 
 
@@ -65,8 +66,10 @@ def test_save_image_pixels_and_batch_num(dirs):
 
 
 def test_save_image_refuses_to_escape_and_leaves_no_partial_file(dirs, monkeypatch):
-    with pytest.raises(ValueError, match="outside the output folder"):
-        core_nodes.SaveImage().save_images(images(1), "../x")
+    for prefix in ("../x", "/etc/x", "a/../../x"):
+        with pytest.raises(PresetsError, match="outside the output folder") as info:
+            core_nodes.SaveImage().save_images(images(1), prefix)
+        assert info.value.code == "input_invalid" and "without '..'" in info.value.fix
 
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
@@ -75,6 +78,14 @@ def test_save_image_refuses_to_escape_and_leaves_no_partial_file(dirs, monkeypat
     with pytest.raises(KeyboardInterrupt):
         core_nodes.SaveImage().save_images(images(1), "half")
     assert list((dirs / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("prefix", ["nul\x00byte", "lone\udcffsurrogate", "sub/\ud800/x"])
+def test_save_image_refuses_unwritable_prefixes_before_writing(dirs, prefix):
+    with pytest.raises(PresetsError, match="no file name can hold") as info:
+        core_nodes.SaveImage().save_images(images(1), prefix)
+    assert info.value.code == "input_invalid"
+    assert not (dirs / "out").exists()
 
 
 def test_preview_image(dirs):
@@ -102,6 +113,16 @@ def test_load_image_mask_and_validation(dirs):
     core_nodes.SaveImage().save_images(images(1), "o")
     assert core_nodes.LoadImage.VALIDATE_INPUTS("o_00001_.png [output]") is True
     assert core_nodes.annotated_path("../../etc/passwd") == (dirs / "in" / "etc" / "passwd").resolve()
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", None], ids=["garbage", "truncated"])
+def test_load_image_of_a_broken_file_is_input_invalid(dirs, content):
+    good = dirs / "in" / "good.png"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(good)
+    (dirs / "in" / "bad.png").write_bytes(content if content is not None else good.read_bytes()[:60])
+    with pytest.raises(PresetsError, match="'bad.png' cannot be read") as info:
+        core_nodes.LoadImage().load_image("bad.png")
+    assert info.value.code == "input_invalid" and "valid PNG" in info.value.fix
 
 
 def test_primitives():

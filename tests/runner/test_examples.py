@@ -21,6 +21,14 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.json"))
 PIPELINE = ["PresetLoader", "VramProfile", "FixedSampler", "SaveImage"]
 NODE_KEYS = {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties", "widgets_values"}
 TOP_KEYS = {"id", "revision", "last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version"}
+# What ComfyUI's frontend shows for each node type (NODE_DISPLAY_NAME_MAPPINGS), written out here
+# so that a wrong mapping or a converter that drops titles fails this test.
+DISPLAY_NAMES = {
+    "PresetLoader": "Preset Loader (Diffusers)",
+    "VramProfile": "VRAM Profile (Diffusers)",
+    "FixedSampler": "Fixed Sampler (Diffusers)",
+    "SaveImage": "Save Image",
+}
 
 
 def load(path: Path) -> dict:
@@ -68,16 +76,18 @@ def test_example_converts_to_the_expected_prompt(path):
     prompt = convert_workflow(workflow, core_nodes.node_registry(), core_nodes.display_names())
     # widgets by the schema rules: seed is followed by its control_after_generate slot
     positive, negative, seed, _control, width, height, batch = widgets[3]
+    # The examples save no titles (NODE_KEYS), so each node shows its type's display name.
+    titles = {n["id"]: DISPLAY_NAMES[n["type"]] for n in workflow["nodes"]}
     assert prompt == {
         "1": {"inputs": {"preset": widgets[1][0], "model_override": widgets[1][1]}, "class_type": "PresetLoader",
-              "_meta": {"title": "Preset Loader (Diffusers)"}},
+              "_meta": {"title": titles[1]}},
         "2": {"inputs": {"pipeline": ["1", 0], "profile": widgets[2][0]}, "class_type": "VramProfile",
-              "_meta": {"title": prompt["2"]["_meta"]["title"]}},
+              "_meta": {"title": titles[2]}},
         "3": {"inputs": {"pipeline": ["2", 0], "prompt": positive, "negative_prompt": negative, "seed": seed,
                          "width": width, "height": height, "batch_size": batch},
-              "class_type": "FixedSampler", "_meta": {"title": prompt["3"]["_meta"]["title"]}},
+              "class_type": "FixedSampler", "_meta": {"title": titles[3]}},
         "4": {"inputs": {"images": ["3", 0], "filename_prefix": widgets[4][0]}, "class_type": "SaveImage",
-              "_meta": {"title": "Save Image"}},
+              "_meta": {"title": titles[4]}},
     }
 
 
