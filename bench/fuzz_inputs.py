@@ -106,12 +106,14 @@ def inputs(mutations: int, rng: random.Random) -> Iterator[tuple[str, Any, list[
     workflows.update(_subgraph_templates())
     prompts = {name: convert_workflow(wf, registry, rng=random.Random(0)) for name, wf in workflows.items()}
     yield "bomb: json nested 1100 deep", bad.deep_json(1100), []
-    yield "bomb: json nested 150 deep", json.dumps({"1": {"class_type": "LoadImage", "inputs": {"image": json.loads(bad.deep_json(150))}}}), []
+    deep_value = {"1": {"class_type": "LoadImage", "inputs": {"image": json.loads(bad.deep_json(150))}}}
+    yield "bomb: json nested 150 deep", json.dumps(deep_value), []
     yield "bomb: 4301-digit integer", bad.big_int_prompt(4301), []
     yield "bomb: PNG header 100000x100000", bad.png(100_000, 100_000), []
     for key in ("prompt", "workflow"):
         for compressed in (False, True):
-            yield f"bomb: PNG {key} chunk nested 1100 deep (compressed={compressed})", bad.png(texts={key: bad.deep_json(1100)}, compressed=compressed), []
+            data = bad.png(texts={key: bad.deep_json(1100)}, compressed=compressed)
+            yield f"bomb: PNG {key} chunk nested 1100 deep (compressed={compressed})", data, []
     yield "bomb: subgraphs 2**40", bad.subgraph_bomb(40), []
     yield "bomb: group nodes 2**40", bad.group_node_bomb(40), []
     bomb_prompt = copy.deepcopy(workflows["demo_sdxl"])

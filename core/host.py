@@ -19,7 +19,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 from .errors import Interrupted
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # (value, total) -> None; installed by the runner engine to forward per-step progress.
 ProgressListener = Callable[[int, int], None]
+# (latent (C, H, W) of the first image, family name) -> None; live previews of a run.
+PreviewListener = Callable[[Any, str], None]
 
 
 class Progress(Protocol):
@@ -65,10 +67,13 @@ def _env_path(name: str) -> Optional[Path]:
 
 
 class RunContext:
-    """One run's progress listener and interrupt flag. ``request_interrupt`` is thread-safe."""
+    """One run's progress listener, preview listener and interrupt flag.
+    ``request_interrupt`` is thread-safe."""
 
-    def __init__(self, progress_listener: Optional[ProgressListener] = None) -> None:
+    def __init__(self, progress_listener: Optional[ProgressListener] = None,
+                 preview_listener: Optional[PreviewListener] = None) -> None:
         self.progress_listener = progress_listener
+        self.preview_listener = preview_listener
         self._interrupt = threading.Event()
 
     def request_interrupt(self) -> None:

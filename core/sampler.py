@@ -19,7 +19,7 @@ from .errors import PresetsError
 from .families import get_family
 from .families.base import SamplingParams
 from .handle import PipelineHandle
-from .host import get_host
+from .host import current_run, get_host
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,13 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         progress.update_absolute(index + 1, total)
         host.throw_if_interrupted()
 
+    run = current_run()
+    previews = run.preview_listener if run is not None else None
     params = SamplingParams(
         prompt=prompt, negative_prompt=negative, steps=preset.steps, guidance_scale=preset.cfg, width=width,
         height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,
         clip_skip=preset.clip_skip, extra=dict(preset.call_args), conditioning=conditioning,
+        on_latents=(lambda latent: previews(latent, preset.family)) if previews is not None else None,
     )
     # Held for the whole call: LoRA activation and the scheduler swap mutate the shared pipeline.
     with pipeline_cache().use(handle) as entry:

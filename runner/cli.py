@@ -7,7 +7,8 @@
     python -m runner models [--family F] [--json]   (model_commands)
     python -m runner sync WORKFLOW [-o OUT] [--dry-run]   (model_commands)
 
-Exit codes: 0 success, 1 execution error, 2 invalid workflow, 130 interrupted.
+Exit codes: 0 success, 1 execution error (``internal_error`` included), 2 invalid workflow,
+130 interrupted.
 Progress goes to stderr, the summary to stdout (``--json``: machine-readable).
 """
 
@@ -24,7 +25,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Iterator, Optional, TextIO
 
 from ..core import sources
 from ..core.errors import PresetsError
@@ -79,6 +80,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _main(argv)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one coded line, not a traceback
         verbose = any(arg == "--verbose" or re.fullmatch(r"-v+", arg) for arg in argv)
+        if "--json" in argv:
+            error = {"code": "internal_error", "message": one_line(exc), "fix": INTERNAL_FIX}
+            _emit_json({"prompt_id": None, "status": "error", "outputs": {}, "error": error})
         _internal_error(one_line(exc), None, "".join(traceback.format_exception(exc)) if verbose else "")
         return EXIT_ERROR
 
@@ -123,18 +127,34 @@ def _tolerant_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+INTERNAL_FIX = "run with -v for the traceback, and report it: this is a bug."
+
+
 def _internal_error(summary: str, where: Optional[str], details: str) -> None:
     """An exception nobody turned into a coded error (``summary``: its type and first line):
     one line, and the traceback (``details``) only with -v."""
     place = f"error in {where}: " if where else "error: "
-    _say(f"{place}[internal_error] {summary}. Fix: run with -v for the traceback, and report it: this is a bug.")
+    _say(f"{place}[internal_error] {summary}. Fix: {INTERNAL_FIX}")
     if details:
         _say(details.rstrip("\n"))
 
 
-def _is_engine_failure(record: logging.LogRecord) -> bool:
-    # The engine logs each node failure for servers; the CLI prints that same error itself.
-    return record.name == executor.log.name and str(record.msg).startswith("node %s (%s) failed")
+def _not_an_engine_failure(record: logging.LogRecord) -> bool:
+    return not (record.name == executor.log.name and str(record.msg).startswith("node %s (%s) failed"))
+
+
+@contextlib.contextmanager
+def _errors_printed_once() -> Iterator[None]:
+    """The engine logs each node failure (a server's log needs that line); a workflow run
+    prints the same error itself, so its handlers drop the engine's line meanwhile."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _StderrHandler)]
+    for handler in handlers:
+        handler.addFilter(_not_an_engine_failure)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(_not_an_engine_failure)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -143,7 +163,6 @@ class _StderrHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.addFilter(lambda record: not _is_engine_failure(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return printable(super().format(record))
@@ -230,6 +249,17 @@ def load_prompt(source: str, registry: dict[str, type]) -> tuple[dict, dict]:
 
 
 # --- reporting -------------------------------------------------------------------------------------------
+# Nodes whose progress counts bytes downloaded, not sampling steps.
+BYTE_PROGRESS_NODES = {"CivitaiLoraLoader"}
+BYTE_LINE_EVERY_S = 2.0
+
+
+def _bytes_of(done: int, total: int) -> str:
+    from ..core.civitai.download import format_size  # the network stack: only when downloading
+
+    return f"{format_size(done)} of {format_size(total)}"
+
+
 class ConsoleReporter:
     """Renders engine events on stderr: a progress bar on a terminal, plain lines otherwise."""
 
@@ -238,6 +268,7 @@ class ConsoleReporter:
         self.stream = stream
         self.tty = stream.isatty()
         self.bar_open = False
+        self.last_byte_line = 0.0
 
     def _line(self, text: str) -> None:
         if self.bar_open:
@@ -255,14 +286,18 @@ class ConsoleReporter:
             self._line(f"▶ node {node_id} {display_title(node, node_id)!r} ({node['class_type']})")
         elif event == "progress":
             value, total = data["value"], data["max"]
+            downloading = self.prompt.get(data.get("node"), {}).get("class_type") in BYTE_PROGRESS_NODES
+            text = _bytes_of(value, total) if downloading else f"step {value}/{total}"
             if self.tty:
                 width = 30
                 filled = int(width * value / max(total, 1))
-                self.stream.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] step {value}/{total}")
+                self.stream.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {text}")
                 self.stream.flush()
                 self.bar_open = True
-            else:
-                self._line(f"  step {value}/{total}")
+            elif not downloading or value >= total or time.monotonic() - self.last_byte_line >= BYTE_LINE_EVERY_S:
+                # a download reports every chunk: one line every few seconds is enough in a log
+                self.last_byte_line = time.monotonic()
+                self._line(f"  {text}")
         elif event == "executed" and self.bar_open:
             self._line("")
 
@@ -311,7 +346,9 @@ def _summary(result: PromptResult, prompt: dict, elapsed: float) -> dict:
             }
             for node_id, items in files.items()
         },
-        "error": result.error,
+        # Uncoded node failures get the code the CLI prints for them.
+        "error": result.error if not result.error or "error_code" in result.error
+        else {**result.error, "error_code": "internal_error", "fix": INTERNAL_FIX},
     }
 
 
@@ -378,7 +415,7 @@ def run_workflow(args: argparse.Namespace) -> int:
 
     reporter = ConsoleReporter(validation.prompt, sys.stderr)
     try:
-        with _InterruptHandler(engine):
+        with _InterruptHandler(engine), _errors_printed_once():
             result = engine.run(validation, str(uuid.uuid4()), extra_data, reporter)
     except KeyboardInterrupt:
         _say("\nAborted.")

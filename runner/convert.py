@@ -606,5 +606,7 @@ def _env_max_nodes() -> int:
     if not text:
         return DEFAULT_MAX_NODES
     if not (text.isascii() and text.isdigit() and 0 < len(text) < 10 and int(text)):
-        raise PresetsError("input_invalid", f"RUNNER_MAX_NODES={text!r} is not a positive integer.", "Example: RUNNER_MAX_NODES=20000")
+        raise PresetsError(
+            "input_invalid", f"RUNNER_MAX_NODES={text!r} is not a positive integer.", "Example: RUNNER_MAX_NODES=20000"
+        )
     return int(text)

@@ -55,7 +55,9 @@ def is_ui_workflow(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("nodes"), list)
 
 
-def parse_json(text: str, what: str, code: str = "workflow_invalid", fix: str = "The file may be truncated; export it from ComfyUI again.") -> Any:
+def parse_json(
+    text: str, what: str, code: str = "workflow_invalid", fix: str = "The file may be truncated; export it from ComfyUI again."
+) -> Any:
     """``json.loads`` that turns every failure, including nesting and integer-size bombs, into
     ``PresetsError(code)``; ``what`` names the text in the message."""
     try:

@@ -55,9 +55,7 @@ def check_ui_workflow(workflow: Any) -> None:
     """Refuse a UI workflow (format 0.4 or 1) whose fields the converter reads have the wrong
     shape. Raises ``PresetsError('workflow_invalid')``."""
     if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
-        raise PresetsError(
-            "workflow_invalid", "this is not a ComfyUI workflow: it has no 'nodes' list.", "Export the workflow from ComfyUI again."
-        )
+        raise _fail("this is not a ComfyUI workflow", "it has no 'nodes' list.")
     _check_graph(workflow, "workflow")
     definitions = workflow.get("definitions")
     _expect(_optional(definitions, dict), "workflow", "definitions", "an object", definitions)

@@ -9,3 +9,14 @@ SHIPPED = {
     "zimage/turbo": ("zimage", 8, 0.0, None),
     "anima/preview": ("anima", 32, 4.0, None),
 }
+
+# The scheduler class each shipped preset's sampler puts on the tiny pipeline (whose own default is
+# EulerDiscreteScheduler for SDXL and FlowMatchEulerDiscreteScheduler for the flow-matching families).
+SCHEDULER_CLASS = {
+    "sdxl/illustrious": "EulerAncestralDiscreteScheduler",
+    "chroma/flash": "FlowMatchEulerDiscreteScheduler",
+    "flux/dev": "FlowMatchEulerDiscreteScheduler",
+    "flux/schnell": "FlowMatchEulerDiscreteScheduler",
+    "zimage/turbo": "FlowMatchEulerDiscreteScheduler",
+    "anima/preview": "FlowMatchEulerDiscreteScheduler",
+}

@@ -131,7 +131,7 @@ def test_ui_workflow_keeps_ui_format(machine, tmp_path: Path, capsys) -> None:
     nodes = {n["id"]: n for n in written["nodes"]}
     assert nodes[1]["widgets_values"] == ["demo/sdxl", ""]
     assert nodes[2]["widgets_values"][1] == AIR  # family fallback (sdxl); an AIR stays an AIR
-    assert nodes[2]["widgets_values"][2:] == [0.8, 0.5, ""]
+    assert nodes[2]["widgets_values"][2:] == [0.8, 0.5, "", True]
     assert written["links"] == ui["links"] and read_workflow(str(source)).ui is not None
 
 

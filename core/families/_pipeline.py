@@ -129,9 +129,11 @@ class DiffusersFamily(Family):
         kwargs = self.call_kwargs(pipe, params)
         raised: list[BaseException] = []
 
-        def report(step: int, total: int) -> None:
+        def report(step: int, total: int, latents: Any = None) -> None:
             try:
                 on_step(step, total)
+                if params.on_latents is not None and latents is not None:
+                    params.on_latents(self.preview_latent(pipe, latents, params))
             except BaseException as exc:
                 raised.append(exc)
                 raise
@@ -213,10 +215,20 @@ class DiffusersFamily(Family):
         """Call the pipeline, reporting each finished step; returns its images."""
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
-            report(step, getattr(pipeline, "_num_timesteps", None) or steps)
+            report(step, getattr(pipeline, "_num_timesteps", None) or steps, callback_kwargs.get("latents"))
             return callback_kwargs
 
         return pipe(**kwargs, callback_on_step_end=on_step_end).images
+
+    def preview_latent(self, pipe: Any, latents: Any, params: SamplingParams) -> Any:
+        """The first image's step latent as (C, H, W): Flux-style pipelines pack latents into
+        2x2 patch tokens, which their own ``_unpack_latents`` undoes."""
+        first = latents[:1].detach()
+        if first.ndim == 3 and hasattr(pipe, "_unpack_latents"):
+            first = pipe._unpack_latents(first, params.height, params.width, pipe.vae_scale_factor)
+        while first.ndim > 3:  # [1, C, H, W] (and video-style [1, C, 1, H, W]) -> [C, H, W]
+            first = first[0] if first.shape[0] == 1 else first[:, 0]
+        return first
 
     def used_guidance(self, pipe: Any) -> float:
         """The guidance scale the last call actually used, read back from the pipeline."""

@@ -82,6 +82,8 @@ class SamplingParams:
     # Precomputed conditioning (e.g. compel-weighted embeds, Flux Redux embeds): when set,
     # these keyword arguments replace prompt/negative_prompt in the pipeline call.
     conditioning: Optional[dict[str, Any]] = None
+    # Live previews: called after each step with the first image's latent, (C, H, W), unpacked.
+    on_latents: Optional[Callable[[Any], None]] = None
 
     def generators(self) -> list:
         """One CPU generator per image (seed, seed+1, ...), so image i of a batch can be

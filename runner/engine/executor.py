@@ -18,7 +18,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping, Optional
+from typing import Any, Callable, Hashable, Mapping, Optional
 
 from ...core.errors import Interrupted, PresetsError
 from ...core.host import HeadlessHost, RunContext, get_host, run_scope
@@ -30,6 +30,9 @@ from .schema import NodeSchema, is_link
 from .validation import ValidationResult, validate_prompt
 
 log = logging.getLogger(__name__)
+
+# (node id, latent (C, H, W), family name) -> None: live previews.
+PreviewCallback = Callable[[str, Any, str], None]
 
 # ``check_lazy_status`` asked for inputs that are not computed yet: run the node later.
 _PENDING = object()
@@ -96,12 +99,14 @@ class Engine:
         prompt_id: Optional[str] = None,
         extra_data: Optional[Mapping[str, Any]] = None,
         on_event: Optional[ev.EventCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
     ) -> PromptResult:
-        """Run the outputs of a successful validation. Events go to ``on_event``."""
+        """Run the outputs of a successful validation. Events go to ``on_event``; step latents
+        of sampling nodes to ``on_preview(node_id, latent (C, H, W), family)`` when given."""
         if not validation.ok:
             raise ValueError("run() needs a prompt that passed validation")
         prompt_id = prompt_id or str(uuid.uuid4())
-        run = _Run(self, validation, prompt_id, dict(extra_data or {}), on_event)
+        run = _Run(self, validation, prompt_id, dict(extra_data or {}), on_event, on_preview)
         with self._active_lock:
             self._active[prompt_id] = run.context
         try:
@@ -133,6 +138,7 @@ class _Run:
         prompt_id: str,
         extra_data: dict,
         on_event: Optional[ev.EventCallback],
+        on_preview: Optional[PreviewCallback] = None,
     ) -> None:
         self.engine = engine
         self.registry = engine.registry
@@ -146,7 +152,8 @@ class _Run:
         self.result = PromptResult(prompt_id, "success")
         self.keys: dict[str, Hashable] = {}
         self.current_node: Optional[str] = None
-        self.context = RunContext(self.on_progress)
+        self.on_preview = on_preview
+        self.context = RunContext(self.on_progress, self.preview if on_preview is not None else None)
 
     # --- events --------------------------------------------------------------------------------
     def emit(self, event: str, data: dict) -> None:
@@ -159,6 +166,10 @@ class _Run:
     def on_progress(self, value: int, total: int) -> None:
         if self.current_node is not None:
             self.emit(ev.PROGRESS, {"value": value, "max": total, "prompt_id": self.prompt_id, "node": self.current_node})
+
+    def preview(self, latent: Any, family: str) -> None:
+        if self.current_node is not None and self.on_preview is not None:
+            self.on_preview(self.current_node, latent, family)
 
     # --- inputs ----------------------------------------------------------------------------------
     def schema(self, node_id: str) -> NodeSchema:

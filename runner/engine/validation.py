@@ -127,10 +127,11 @@ class _Validator:
         received_types: dict[str, Any] = {}
         for spec in schema.declared():
             name = spec.name
-            if name not in inputs:
+            if name not in inputs or inputs[name] is None:  # a null (`--set 3.pipeline=null`) is no value
                 if spec.category == "required":
+                    details = name if name not in inputs else f"{name} is null"
                     errors.append(
-                        _error("required_input_missing", "Required input is missing", name, input_name=name)
+                        _error("required_input_missing", "Required input is missing", details, input_name=name)
                     )
                 continue
             value = inputs[name]
@@ -144,6 +145,18 @@ class _Validator:
         # Links to inputs the class does not declare still feed the node (dynamic inputs).
         for name, value in inputs.items():
             if schema.get(name) is None and isinstance(value, list) and len(value) == 2:
+                if not _function_accepts(class_def, name):  # it would fail with "unexpected keyword"
+                    errors.append(
+                        _error(
+                            "bad_linked_input",
+                            "Bad linked input, the node has no such input",
+                            f"{name}: {node['class_type']} has no input {name!r}; its inputs are: "
+                            f"{', '.join(schema.order)}",
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
+                    continue
                 parent = self._check_link(InputSpec(name, "optional", ("*",)), value, errors, received_types, True)
                 if parent is not None:
                     parents.append(parent)
@@ -399,6 +412,16 @@ class _Validator:
                     cycle_nodes=list(cycle),
                 )
             )
+
+
+def _function_accepts(class_def: type, name: str) -> bool:
+    """Whether the node's FUNCTION takes a keyword ``name`` (or ``**kwargs``)."""
+    func = getattr(class_def, getattr(class_def, "FUNCTION", ""), None)
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # no function, or a builtin without a signature
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _full_type_name(klass: type) -> str:

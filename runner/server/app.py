@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ...core.errors import PresetsError
 from ..engine import Engine
+from ..workflow_io import parse_json
 from .events import EventHub
 from .service import PromptService
 from .settings import ServerSettings
@@ -134,16 +136,23 @@ def create_app(context: ServerContext, tables: Sequence[RouteTable]) -> web.Appl
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request's JSON body; 400 (JSON) when it is not JSON, 413 when it is too large."""
+    """The request's JSON body; 400 (JSON) when it is not JSON, or is nested too deeply or holds
+    an integer too long to read (the runner's limits), 413 when it is too large."""
+    raw = await request.read()
+    if not raw:
+        return None
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise
-    try:
-        return json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as ex:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": {"type": "invalid_json", "message": "The request body is not valid JSON",
-                                       "details": str(ex), "extra_info": {}}, "node_errors": {}}),
-            content_type="application/json",
-        ) from None
+        return parse_json(raw.decode("utf-8"), "The request body")
+    except UnicodeDecodeError as ex:
+        raise bad_request("invalid_json", "The request body is not valid JSON", f"It is not UTF-8 ({ex.reason}).") from None
+    except PresetsError as ex:
+        raise bad_request("invalid_json", ex.message, "") from None
+
+
+def bad_request(kind: str, message: str, details: str) -> web.HTTPBadRequest:
+    """A 400 in ComfyUI's ``/prompt`` error shape, raised from anywhere in a handler."""
+    return web.HTTPBadRequest(
+        text=json.dumps({"error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+                         "node_errors": {}}),
+        content_type="application/json",
+    )

@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import json
 import logging
+import math
 import mimetypes
 import os
 import sys
@@ -20,6 +21,7 @@ from aiohttp import web
 from ...core import cache as pipeline_cache_module
 from .. import core_nodes
 from . import files, jobs
+from .frontend import find_web_root, served_version
 from .app import CONTEXT_KEY, ServerContext, json_error, read_json
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ PACK_NAME = "diffusers-presets"
 # The ComfyUI release whose API this server speaks (what /system_stats reports as comfyui_version).
 COMFYUI_API_VERSION = "0.3.64"
 EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "example_workflows"
-MODEL_FOLDERS = ("checkpoints", "diffusers", "loras", "embeddings")
+MODEL_FOLDERS = ("checkpoints", "clip_vision", "diffusers", "embeddings", "loras", "style_models")
 
 _dumps = functools.partial(json.dumps, default=str)
 
@@ -73,6 +75,13 @@ async def _json_object(request: web.Request, allow_empty: bool = True) -> dict:
             content_type="application/json",
         )
     return body
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _refused(ex: files.FileRefused) -> web.Response:
@@ -153,11 +162,11 @@ def _devices() -> list[dict]:
              "torch_vram_total": memory.total, "torch_vram_free": memory.available}]
 
 
-def system_stats() -> dict:
+def system_stats(frontend: str) -> dict:
+    """``frontend``: the version of the frontend being served (see :func:`.frontend.served_version`)."""
     import psutil
 
     memory = psutil.virtual_memory()
-    frontend = _version("comfyui-frontend-package")
     templates = _version("comfyui-workflow-templates")
     return {
         "system": {
@@ -178,6 +187,24 @@ def system_stats() -> dict:
     }
 
 
+def model_file_list(folders: list[Path]) -> list[dict]:
+    """ComfyUI's ``/experiment/models/{folder}`` entries: each file under each folder (dot files
+    and links that leave the folder skipped), with the index of its folder."""
+    out = []
+    for index, folder in enumerate(folders):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if any(part.startswith(".") for part in relative.parts) or not files._inside(folder, str(path)):
+                continue
+            if path.is_file():
+                stat = path.stat()
+                out.append({"name": relative.as_posix(), "pathIndex": index, "modified": stat.st_mtime,
+                            "created": stat.st_ctime, "size": stat.st_size})
+    return out
+
+
 def loaded_pipelines() -> int:
     # The process-wide cache, if a prompt created it (creating it here would read the env).
     instance = pipeline_cache_module._cache
@@ -189,6 +216,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
     routes = web.RouteTableDef()
     service, store, settings = context.service, context.store, context.settings
     features = context.hub.server_features
+    frontend_version = served_version(find_web_root(settings)[0])
 
     def both(method: str, path: str) -> Callable:
         def register(handler: Callable) -> Callable:
@@ -231,8 +259,8 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
         if client_id is not None and not isinstance(client_id, str):
             return bad("invalid_prompt", "Invalid prompt", "client_id must be a string.")
         number = body.get("number")
-        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
-            return bad("invalid_prompt", "Invalid prompt", "number must be a number.")
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or not _finite(number)):
+            return bad("invalid_prompt", "Invalid prompt", "number must be a finite number.")
         targets = body.get("partial_execution_targets")
         if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
             return bad("invalid_prompt", "Invalid prompt", "partial_execution_targets must be a list of node ids.")
@@ -396,7 +424,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
 
     @both("GET", "/system_stats")
     async def get_system_stats(request: web.Request) -> web.Response:
-        return _json(system_stats())
+        return _json(system_stats(frontend_version))
 
     @both("GET", "/features")
     async def get_features(request: web.Request) -> web.Response:
@@ -416,6 +444,20 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
             return json_error(404, "not_found", f"no model folder {name!r}")
         names = await asyncio.get_running_loop().run_in_executor(None, context.engine.host.model_files, name)
         return _json(names)
+
+    # The model library sidebar (ComfyUI's model_manager: "experiment" is part of its path).
+    @both("GET", "/experiment/models")
+    async def get_experiment_models(request: web.Request) -> web.Response:
+        host = context.engine.host
+        return _json([{"name": name, "folders": [str(f) for f in host.model_folders(name)]} for name in model_folders()])
+
+    @both("GET", "/experiment/models/{folder}")
+    async def get_experiment_model_files(request: web.Request) -> web.Response:
+        name = request.match_info["folder"]
+        if name not in model_folders():
+            return json_error(404, "not_found", f"no model folder {name!r}")
+        folders = context.engine.host.model_folders(name)
+        return _json(await asyncio.get_running_loop().run_in_executor(None, model_file_list, folders))
 
     @both("GET", "/embeddings")
     async def get_embeddings(request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 USER = "default"
 SETTINGS_FILE = "comfy.settings.json"
 FRONTEND_PIN = "comfyui-frontend-package==1.58.1"
+# ComfyUI 0.3.64 pins it; the canvas test runs it beside FRONTEND_PIN.
+OLDEST_VERIFIED_FRONTEND = "1.27.10"
 
 
 # --- locating the frontend ---------------------------------------------------------------------
@@ -61,6 +64,18 @@ def find_web_root(settings: ServerSettings) -> tuple[Optional[Path], str]:
         if (root / "index.html").is_file():
             return root, ""
     return None, "The ComfyUI frontend (comfyui-frontend-package) is not installed."
+
+
+def served_version(root: Optional[Path]) -> str:
+    """The version of the frontend served from ``root``: the package metadata installed beside
+    it (``pip install --target`` and site-packages both keep it there), else the oldest version
+    verified with this server. It goes into ``/system_stats`` as ``required_frontend_version``,
+    which the frontend compares with its own to warn that it is outdated."""
+    if root is not None:
+        for dist in importlib.metadata.distributions(path=[str(root.parent.parent)]):
+            if (dist.metadata["Name"] or "").lower().replace("_", "-") == "comfyui-frontend-package":
+                return dist.version
+    return OLDEST_VERIFIED_FRONTEND
 
 
 def _install_page(reason: str) -> str:

@@ -4,6 +4,8 @@
                            [--models-dir DIR] [--model PRESET=SOURCE ...] [--enable-cors-header [ORIGIN]]
                            [--max-upload-size MB] [--preview-method none|auto|latent2rgb]
                            [--user-directory DIR] [--database-url URL] [--front-end-root DIR]
+                           [--model-alias NAME=PRESET ...] [--quality-map FAMILY:QUALITY=PRESET ...]
+                           [--image-ttl SECONDS] [--base-url URL] [--api-max-queue N]
 
 torch and diffusers are not imported here: they load on the worker thread when the first prompt
 needs a pipeline, so the server answers HTTP within about a second.
@@ -32,6 +34,8 @@ from .comfy_api import comfy_routes
 from .config_routes import config_routes
 from .events import EventHub
 from .frontend import frontend_routes
+from .openai_api import openai_routes
+from .openai_params import ApiOptions, parse_assignment_map, parse_quality_map
 from .service import PromptService
 from .settings import ServerSettings
 from .store import SQLiteStore
@@ -62,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-history", type=int, default=10000, help="history entries kept (default 10000)")
     parser.add_argument("--max-history-age", type=float, default=0, metavar="DAYS",
                         help="drop history older than this (default 0: keep)")
+    api = parser.add_argument_group("OpenAI-compatible Images API (/v1; key: RUNNER_API_KEY)")
+    api.add_argument("--model-alias", action="append", default=[], metavar="NAME=PRESET",
+                     help="answer model NAME with PRESET (or a family's default preset), e.g. gpt-image-1=flux/schnell")
+    api.add_argument("--quality-map", action="append", default=[], metavar="FAMILY:QUALITY=PRESET",
+                     help="use PRESET for quality QUALITY on FAMILY, e.g. flux:low=flux/schnell")
+    api.add_argument("--image-ttl", type=float, default=3600.0, metavar="SECONDS",
+                     help="how long url images are served before they are deleted (default 3600)")
+    api.add_argument("--base-url", default=None, help="absolute base of url images behind a proxy (default $BASE_URL)")
+    api.add_argument("--api-max-queue", type=int, default=0, metavar="N",
+                     help="answer Images API requests 429 while N prompts are queued (default 0: no limit)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     return parser
 
@@ -86,13 +100,23 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         front_end_root=args.front_end_root,
         max_history=args.max_history,
         max_history_age_days=args.max_history_age,
+        openai=_api_options(args),
     )
 
 
+def _api_options(args: argparse.Namespace) -> ApiOptions:
+    overrides = {"aliases": parse_assignment_map(args.model_alias), "quality_map": parse_quality_map(args.quality_map),
+                 "image_ttl_s": args.image_ttl, "max_queue": args.api_max_queue}
+    if args.base_url is not None:
+        overrides["base_url"] = args.base_url
+    return ApiOptions.from_env(**overrides)
+
+
 def default_tables() -> list[TableFactory]:
-    """ComfyUI's API, the model configurations API, then the frontend (its static root at
-    ``/`` comes last so that it shadows nothing)."""
-    return [comfy_routes, lambda context: config_routes(), lambda context: frontend_routes(context.settings)]
+    """ComfyUI's API, the model configurations API, the OpenAI-compatible Images API, then the
+    frontend (its static root at ``/`` comes last so that it shadows nothing)."""
+    return [comfy_routes, lambda context: config_routes(), openai_routes,
+            lambda context: frontend_routes(context.settings)]
 
 
 def build_context(settings: ServerSettings, registry: Optional[dict] = None) -> ServerContext:

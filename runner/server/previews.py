@@ -1,9 +1,10 @@
 """Live previews: step latents → a small RGB image → ComfyUI's binary websocket frames.
 
-The engine does not hand out step latents yet; the hook it needs is one call per step,
-``PromptService.preview(node_id, latent, family)`` from the worker thread, with ``latent`` one
-image's latent as a ``(channels, height, width)`` array (Flux-style packed latents unpacked
-first). Everything after that lives here: the decode, the frame encoding and the rate limit.
+The engine calls ``PromptService.preview(node_id, latent, family)`` once per sampling step from
+the worker thread, with ``latent`` the first image's latent as ``(channels, height, width)``
+(Flux-style packed latents already unpacked by the family). Everything after that lives here:
+the decode, the frame encoding and the rate limit. Anima's modular pipeline has no step
+callback, so it shows no previews.
 
 Decoding is ``latent2rgb``: a fixed linear map from latent channels to RGB. SDXL uses the
 factors from diffusers' callback guide (on the raw latents of the denoising loop). Families
@@ -81,15 +82,17 @@ def decode_frame(frame: bytes) -> tuple[int, Optional[dict], bytes]:
 
 class Throttle:
     """At most one preview per ``interval`` seconds: decoding every step of a fast sampler
-    would cost more than the step."""
+    would cost more than the step. The first preview of each prompt always passes, so a short
+    run shows one even right after another prompt's."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self._last = float("-inf")
+        self._key: Optional[str] = None
 
-    def ready(self) -> bool:
+    def ready(self, key: Optional[str] = None) -> bool:
         now = time.monotonic()
-        if now - self._last < self.interval:
+        if key == self._key and now - self._last < self.interval:
             return False
-        self._last = now
+        self._key, self._last = key, now
         return True

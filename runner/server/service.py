@@ -15,10 +15,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from ...core.errors import PresetsError
 from ..engine import Engine, PromptResult, ValidationResult
 from ..engine import events as ev
+from ..workflow_shape import check_api_prompt
 from . import previews
 from .events import EventHub
 from .store import DuplicatePrompt, HistoryRecord, PromptStore, QueueItem, failed_entry
@@ -75,6 +77,9 @@ class PromptService:
         self._free_requested: dict[str, bool] = {}
         self.current: Optional[QueueItem] = None
         self.current_node: Optional[str] = None
+        # (prompt_id, latent (C, H, W), family) for every sampling step, unthrottled, on the
+        # worker thread: the Images API's streamed partial images.
+        self.preview_listeners: list[Callable[[str, Any, str], None]] = []
         self.thread = threading.Thread(target=self._work, name="prompt-worker", daemon=True)
 
     # --- for routes (event loop) ----------------------------------------------------------------------
@@ -126,6 +131,10 @@ class PromptService:
                                           f"A prompt with id {prompt_id} is already queued or in history."))
         if self.store.contains(prompt_id):
             return duplicate
+        try:
+            check_api_prompt(prompt)
+        except PresetsError as ex:
+            return Submitted(400, _error("invalid_prompt", "Invalid prompt", ex.message))
         validation = await self.validate(prompt, targets)
         if not validation.ok:
             return Submitted(400, validation.to_response())
@@ -277,14 +286,20 @@ class PromptService:
                 entry = failed_entry(item, f"{message}: {details}" if details else message, "validation")
                 self._send(item, ev.EXECUTION_ERROR, entry["status"]["messages"][0][1])
                 return entry
-        result = self.engine.run(validation, item.prompt_id, item.extra_data, lambda e, d: self._send(item, e, d))
+        previews_on = self.preview_method != "none"
+        result = self.engine.run(validation, item.prompt_id, item.extra_data, lambda e, d: self._send(item, e, d),
+                                 self.preview if previews_on else None)
         return history_entry(item, result)
 
     def preview(self, node_id: str, latent: Any, family: str) -> None:
         """A step latent of the running prompt → binary preview frames (worker thread; rate
-        limited). The engine hook that calls this is not wired yet: see :mod:`.previews`."""
+        limited). The engine calls it once per sampling step."""
         item = self.current
-        if item is None or self.preview_method == "none" or not self._preview_throttle.ready():
+        if item is None:
+            return
+        for listener in self.preview_listeners:
+            listener(item.prompt_id, latent, family)
+        if self.preview_method == "none" or not self._preview_throttle.ready(item.prompt_id):
             return
         jpeg = previews.encode_jpeg(previews.latent_to_image(latent, family))
         metadata = {"node_id": node_id, "prompt_id": item.prompt_id, "display_node_id": node_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ServerSettings:
     # History is capped by count and by age (0 = no age limit), as ComfyUI caps it at 10000.
     max_history: int = 10000
     max_history_age_days: float = 0
+    # The Images API's options (openai_params.ApiOptions); None = from the environment.
+    openai: Any = None
 
     @property
     def database_path(self) -> Path:

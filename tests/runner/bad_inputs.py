@@ -52,7 +52,10 @@ def subgraph_bomb(levels: int = 40) -> dict:
     nodes once expanded, from a few KB."""
     definitions = []
     for i in range(levels):
-        inner = [{"id": 1, "type": f"sg{i + 1}"}, {"id": 2, "type": f"sg{i + 1}"}] if i + 1 < levels else [{"id": 1, "type": "PreviewImage"}]
+        if i + 1 < levels:
+            inner = [{"id": 1, "type": f"sg{i + 1}"}, {"id": 2, "type": f"sg{i + 1}"}]
+        else:
+            inner = [{"id": 1, "type": "PreviewImage"}]
         definitions.append({"id": f"sg{i}", "name": f"level {i}", "nodes": inner, "links": []})
     return {"version": 1, "nodes": [{"id": 1, "type": "sg0"}], "links": [], "definitions": {"subgraphs": definitions}}
 

@@ -279,6 +279,8 @@ def test_uncoded_failures_are_internal_error(workdir, capsys, monkeypatch):
     assert code == 1 and err.splitlines()[-1] == (
         "error in node 2 'SaveImage' (SaveImage): [internal_error] ZeroDivisionError: division by zero. "
         "Fix: run with -v for the traceback, and report it: this is a bug.")
+    code, out, _ = run_cli(capsys, path, "--json")
+    assert json.loads(out)["error"]["error_code"] == "internal_error"
     code, _, err = run_cli(capsys, path, "-v")
     assert code == 1 and "Traceback (most recent call last)" in err and 'in broken\n    raise ZeroDivisionError' in err
     assert err.rstrip().endswith("ZeroDivisionError: division by zero\nsecond line")
@@ -289,6 +291,9 @@ def test_uncoded_failures_are_internal_error(workdir, capsys, monkeypatch):
         "error: [internal_error] KeyError: 'boom'. Fix: run with -v for the traceback, and report it: this is a bug.")
     code, _, err = run_cli(capsys, path, "-v")
     assert code == 1 and "Traceback (most recent call last)" in err and "KeyError: 'boom'" in err
+    code, out, _ = run_cli(capsys, path, "--json")
+    assert code == 1 and json.loads(out)["error"] == {
+        "code": "internal_error", "message": "KeyError: 'boom'", "fix": cli.INTERNAL_FIX}
 
 
 def test_gated_repo_says_how_to_get_access(workdir, capsys, monkeypatch):
@@ -332,3 +337,30 @@ def test_first_demo_run_prints_only_the_runners_lines(tmp_path):
     ]
     assert sorted(p.name for p in (cache / "tiny-models").iterdir()) == ["sdxl"]
     assert result.stdout.splitlines()[1:] == [f"  {tmp_path / 'out' / 'diffusers-presets' / 'demo-sdxl_00001_.png'}"]
+
+
+def test_undeclared_link_and_null_required_input_are_invalid(workdir, capsys):
+    prompt = api_workflow()
+    prompt["3"] = {"class_type": "PrimitiveInt", "inputs": {"value": 1}}
+    prompt["1"]["inputs"]["extra"] = ["3", 0]
+    code, _, err = run_cli(capsys, write(workdir / "wf.json", prompt))
+    assert code == 2 and "node 1 'Load' (LoadImage), input 'extra'" in err and "has no input 'extra'" in err
+    code, _, err = run_cli(capsys, write(workdir / "wf2.json", api_workflow()), "--set", "2.images=null")
+    assert code == 2 and "node 2 'SaveImage' (SaveImage), input 'images': Required input is missing: images is null" in err
+
+
+def test_download_progress_reads_in_bytes_and_sampling_in_steps():
+    import io
+
+    from diffusers_presets.runner.cli import ConsoleReporter
+
+    prompt = {"1": {"class_type": "CivitaiLoraLoader", "inputs": {}}, "2": {"class_type": "FixedSampler", "inputs": {}}}
+    stream = io.StringIO()
+    reporter = ConsoleReporter(prompt, stream)
+    for done in range(0, 50_000_001, 1_000_000):  # a download reports every chunk
+        reporter("progress", {"value": done, "max": 50_000_000, "node": "1", "prompt_id": "p"})
+    reporter("progress", {"value": 3, "max": 20, "node": "2", "prompt_id": "p"})
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "  0.0 kB of 50.0 MB" and lines[-2] == "  50.0 MB of 50.0 MB"
+    assert len(lines) <= 4  # first, at most a timed one, the last chunk, the step
+    assert lines[-1] == "  step 3/20"

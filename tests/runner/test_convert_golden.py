@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
 from golden import GOLDEN_DIR, GOLDEN_FILES, differences, golden_differences, golden_registry
 
 templates = pytest.importorskip("comfyui_workflow_templates")
-TEMPLATE_DIR = __import__("pathlib").Path(templates.__file__).parent / "templates"
+TEMPLATE_DIR = Path(templates.__file__).parent / "templates"
 
 
 def load(path):

@@ -304,6 +304,28 @@ def test_system_routes(server) -> None:
     assert http("POST", server.url + "/free", {"unload_models": True, "free_memory": True}).status == 200
 
 
+def test_system_stats_requires_the_served_frontend(make_server, tmp_path) -> None:
+    from test_frontend import packaged_root
+
+    server = make_server(stub_registry(), front_end_root=packaged_root(tmp_path / "frontend", "1.27.10"))
+    assert http("GET", server.url + "/system_stats").json()["system"]["required_frontend_version"] == "1.27.10"
+
+
+def test_model_library_routes(server, tmp_path) -> None:
+    """The model library sidebar's routes, in ComfyUI's model_manager shapes."""
+    loras = tmp_path / "models" / "loras"
+    (loras / "style").mkdir(parents=True)
+    (loras / "style" / "ink.safetensors").write_bytes(b"12345")
+    (loras / ".hidden").write_bytes(b"")
+    folders = http("GET", server.url + "/api/experiment/models").json()
+    assert {"name": "loras", "folders": [str(loras)]} in folders
+    assert {"diffusers", "checkpoints", "clip_vision", "style_models"} <= {f["name"] for f in folders}
+    (entry,) = http("GET", server.url + "/api/experiment/models/loras").json()
+    assert entry["name"] == "style/ink.safetensors" and entry["pathIndex"] == 0 and entry["size"] == 5
+    assert http("GET", server.url + "/api/experiment/models/checkpoints").json() == []
+    assert http("GET", server.url + "/api/experiment/models/nope").status == 404
+
+
 def test_free_runs_between_prompts_not_under_one(server, slow_steps) -> None:
     ws = Socket(server.url, "c1")
     prompt_id = _queue(server, _steps(30))

@@ -134,6 +134,29 @@ def test_bad_requests_are_json_4xx(server) -> None:
                                             "prompt_id": pid}), 400)
 
 
+def test_json_bombs_and_bad_prompt_shapes_are_400(server) -> None:
+    """Nesting deeper than the recursion limit, an integer too large for a float, NaN: the
+    runner's JSON limits and prompt shape check answer 400, never a 500."""
+    url, json_type = server.url, {"Content-Type": "application/json"}
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for route in ("/prompt", "/api/settings", "/queue", "/api/jobs/cancel"):
+        reply = http("POST", url + route, raw=deep, headers=json_type)
+        _refused(reply, 400)
+        assert "nested too deeply" in reply.json()["error"]["message"]
+    nested = b'{"prompt": {"1": {"class_type": "StubOutput", "inputs": {"value": ' + b"[" * 200 + b"]" * 200 + b"}}}}"
+    assert "nested too deeply" in http("POST", url + "/prompt", raw=nested, headers=json_type).json()["error"]["message"]
+    reply = http("POST", url + "/prompt", raw=b'{"prompt": 1' + b"0" * 5000 + b"}", headers=json_type)
+    _refused(reply, 400)
+    assert "integer too long" in reply.json()["error"]["message"]
+    output = b'{"prompt": {"1": {"class_type": "StubOutput", "inputs": {"value": 1}}}, "number": '
+    for number in (b"1" + b"0" * 400, b"NaN", b"Infinity"):
+        _refused(http("POST", url + "/prompt", raw=output + number + b"}", headers=json_type), 400)
+    reply = http("POST", url + "/prompt", {"prompt": {"1": {"class_type": "StubOutput", "inputs": {}, "_meta": "x"}}})
+    _refused(reply, 400)
+    assert reply.json()["error"]["details"] == "node 1: '_meta' must be an object, not a string."
+    assert http("GET", url + "/queue").json()["queue_pending"] == []
+
+
 def test_body_limit(make_server) -> None:
     server = make_server(stub_registry(), max_upload_size_mb=0.01)
     big = b"x" * 20000

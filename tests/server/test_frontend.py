@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from diffusers_presets.runner.server.frontend import FRONTEND_PIN, find_web_root, frontend_routes
+from diffusers_presets.runner.server.frontend import FRONTEND_PIN, find_web_root, frontend_routes, served_version
 from diffusers_presets.runner.server.settings import ServerSettings
 
 
@@ -66,6 +66,29 @@ def test_installed_frontend_is_found_by_default() -> None:
     assert reason == ""
     assert root is not None and root.parts[-2:] == ("comfyui_frontend_package", "static")
     assert (root / "index.html").is_file()
+
+
+def packaged_root(folder: Path, version: str) -> Path:
+    """A frontend laid out as ``pip install --target folder comfyui-frontend-package==version``."""
+    root = folder / "comfyui_frontend_package" / "static"
+    root.mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html>")
+    info = folder / f"comfyui_frontend_package-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: comfyui_frontend_package\nVersion: {version}\n")
+    return root
+
+
+def test_served_version_is_the_served_frontends(tmp_path: Path, web_root: Path) -> None:
+    """/system_stats' required_frontend_version: the frontend warns "outdated" when its own
+    version is lower, so it must be the served one, not the one installed in the venv."""
+    import importlib.metadata
+
+    assert served_version(packaged_root(tmp_path / "old", "1.27.10")) == "1.27.10"
+    assert served_version(packaged_root(tmp_path / "new", "1.60.0")) == "1.60.0"
+    assert served_version(web_root) == "1.27.10"  # a build without metadata: the oldest verified
+    installed = find_web_root(ServerSettings())[0]
+    assert served_version(installed) == importlib.metadata.version("comfyui-frontend-package")
 
 
 def test_no_installed_frontend_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,8 @@ def test_frames() -> None:
     kind, meta, data = previews.decode_frame(frame)
     assert kind == 4 and meta == {"node_id": "3", "prompt_id": "p", "image_type": "image/jpeg"} and data == jpeg
     throttle = previews.Throttle(60)
-    assert throttle.ready() and not throttle.ready()
+    assert throttle.ready("a") and not throttle.ready("a")
+    assert throttle.ready("b") and not throttle.ready("b")  # each prompt's first preview passes
 
 
 def test_preview_frames_reach_clients_by_feature(make_server) -> None:
@@ -64,3 +65,33 @@ def test_preview_frames_reach_clients_by_feature(make_server) -> None:
     kind, meta, data = previews.decode_frame(legacy.frames[0])
     assert kind == 1 and Image.open(io.BytesIO(data)).format == "JPEG"
     assert len(modern.frames) == len(legacy.frames) == 1
+
+
+def test_a_tiny_model_run_sends_previews_per_client_feature(make_server, tmp_path) -> None:
+    """The engine's per-step hook on a real tiny SDXL pipeline, over a real websocket: type 4
+    with the sampler's node id and the prompt id to a client that announced
+    supports_preview_metadata, type 1 JPEG to one that did not, and each prompt's first step
+    passes the rate limit even right after another prompt's previews."""
+    from test_pipeline import _demo_prompt
+
+    server = make_server(root=tmp_path / "on")
+    modern, legacy = Socket(server.url, "modern"), Socket(server.url, "legacy")
+    modern.send({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    assert modern.next()["type"] == "feature_flags"
+    for seed in (1, 2):  # no client_id: previews go to everyone
+        prompt_id = http("POST", server.url + "/prompt", {"prompt": _demo_prompt(seed)}).json()["prompt_id"]
+        steps = [m for m in modern.until_done(prompt_id) if m["type"] == "progress"]
+        legacy.until_done(prompt_id)
+        assert steps and len(modern.frames) <= len(steps) * seed
+        kind, meta, data = previews.decode_frame(modern.frames[-1])
+        assert kind == 4 and meta["node_id"] == "3" and meta["prompt_id"] == prompt_id
+        assert meta["image_type"] == "image/jpeg" and Image.open(io.BytesIO(data)).size == (64, 64)
+        kind, meta, data = previews.decode_frame(legacy.frames[-1])
+        assert kind == 1 and meta is None and Image.open(io.BytesIO(data)).format == "JPEG"
+        assert len(modern.frames) == len(legacy.frames) >= seed
+
+    quiet = make_server(root=tmp_path / "off", preview_method="none")
+    ws = Socket(quiet.url, "modern")
+    ws.send({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+    prompt_id = http("POST", quiet.url + "/prompt", {"prompt": _demo_prompt(3), "client_id": "modern"}).json()["prompt_id"]
+    assert any(m["type"] == "progress" for m in ws.until_done(prompt_id)) and ws.frames == []
