@@ -21,7 +21,7 @@ from aiohttp import web
 from ...core import cache as pipeline_cache_module
 from .. import core_nodes
 from . import files, jobs
-from .frontend import find_web_root, served_version
+from .frontend import extension_urls, find_web_root, served_version
 from .app import CONTEXT_KEY, ServerContext, json_error, read_json
 
 log = logging.getLogger(__name__)
@@ -466,7 +466,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
 
     @both("GET", "/extensions")
     async def get_extensions(request: web.Request) -> web.Response:
-        return _json([])
+        return _json(extension_urls())
 
     @both("GET", "/workflow_templates")
     async def get_workflow_templates(request: web.Request) -> web.Response:

@@ -13,6 +13,9 @@ It serves:
 - ``/api/users``, ``/api/settings[/{id}]``, ``/api/i18n``, ``/api/global_subgraphs``,
   ``/api/userdata…`` and ``/api/v2/userdata``, also without the ``/api`` prefix, as in ComfyUI;
   ``/templates/index.json`` (no core templates) and ``/templates/index_logo.json``.
+- ``/extensions/diffusers-presets/*.js``: this server's frontend extensions (``web/``), listed
+  by ``GET /api/extensions``. ``default_graph.js`` loads the demo workflow where the frontend
+  would open ComfyUI's default graph, whose nodes this server lacks.
 
 One user, ``default``: settings live in ``<user_directory>/default/comfy.settings.json`` and
 saved workflows under ``<user_directory>/default/workflows/``, where ComfyUI keeps them, so a
@@ -48,6 +51,14 @@ SETTINGS_FILE = "comfy.settings.json"
 FRONTEND_PIN = "comfyui-frontend-package==1.58.1"
 # ComfyUI 0.3.64 pins it; the canvas test runs it beside FRONTEND_PIN.
 OLDEST_VERIFIED_FRONTEND = "1.27.10"
+# This server's own frontend extensions (ES modules), served where ComfyUI serves a pack's
+# web directory and listed by GET /api/extensions.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+EXTENSIONS_URL = "/extensions/diffusers-presets"
+
+
+def extension_urls() -> list[str]:
+    return [f"{EXTENSIONS_URL}/{path.name}" for path in sorted(WEB_DIR.glob("*.js"))]
 
 
 # --- locating the frontend ---------------------------------------------------------------------
@@ -378,6 +389,8 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
         except OSError as exc:
             return json_error(400, "invalid_path", f"Cannot move to {request.match_info['dest']!r}: {exc.strerror}.")
         return reply_with(dest, query.get("full_info", "").lower() == "true")
+
+    routes.static(EXTENSIONS_URL, WEB_DIR)
 
     # --- the web root: last, so the routes above win on their paths ---
     if web_root is not None:

@@ -216,15 +216,18 @@ def decode_upload(data: bytes, name: str, keep_alpha: bool = False) -> Any:
     """An uploaded file → an RGB (or RGBA) PIL image; 400 for what is not an image or is too large."""
     from PIL import Image, UnidentifiedImageError
 
+    too_large = ApiError(400, "image_too_large", f"'{name}' has more than {MAX_PIXELS / 1e6:.1f} megapixels; scale it "
+                         "down first.", name)
     try:
         picture = Image.open(io.BytesIO(data))
         width, height = picture.size  # from the header: nothing decoded yet
         if width * height > MAX_PIXELS:
-            raise ApiError(400, "image_too_large", f"'{name}' is {width}x{height} ({width * height / 1e6:.1f} MP); "
-                           f"the limit is {MAX_PIXELS / 1e6:.1f} MP. Scale it down first.", name)
+            raise too_large
         picture.load()
         return picture.convert("RGBA" if keep_alpha else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+    except Image.DecompressionBombError:
+        raise too_large from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ApiError(400, "invalid_image", f"'{name}' is not a PNG, JPEG or WebP image that can be read.",
                        name) from None
 

@@ -293,7 +293,11 @@ def test_system_routes(server) -> None:
     assert http("GET", server.url + "/models/loras").json() == []
     assert http("GET", server.url + "/models/nope").status == 404
     assert http("GET", server.url + "/embeddings").json() == []
-    assert http("GET", server.url + "/api/extensions").json() == []
+    extensions = http("GET", server.url + "/api/extensions").json()
+    assert extensions == ["/extensions/diffusers-presets/default_graph.js"]  # no "extensions/core": those are skipped
+    script = http("GET", server.url + extensions[0])
+    assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+    assert b"beforeConfigureGraph" in script.body
     templates = http("GET", server.url + "/api/workflow_templates").json()
     assert "demo_sdxl" in templates["diffusers-presets"]
     reply = http("GET", server.url + "/api/workflow_templates/diffusers-presets/demo_sdxl.json")

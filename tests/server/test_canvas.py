@@ -49,7 +49,6 @@ EXPECTED_404 = (
     "/api/userdata/comfy.templates.json",
     "/api/userdata",  # ?dir=workflows / subgraphs before the user saved any
     "/favicon.ico",  # 1.27.10 asks for it; its icon is /assets/favicon.ico
-    "/api/experiment/models",  # the model library sidebar; ComfyUI has it, this server not yet
 )
 # The template browser's thumbnails: the pack's example workflows have none.
 EXPECTED_404_PREFIXES = ("/api/workflow_templates/",)
@@ -119,6 +118,9 @@ LISTEN = """(() => {
   for (const type of ['status', 'execution_start', 'executing', 'progress', 'progress_state',
                       'executed', 'execution_success', 'execution_error'])
     window.app.api.addEventListener(type, (e) => window.__events.push([type, e.detail]));
+  // step previews for a node (what the frontend draws on it): 1.27 names the prompt promptId, 1.58 jobId
+  window.app.api.addEventListener('b_preview_with_metadata', ({detail}) => window.__events.push(
+    ['b_preview_with_metadata', {node: detail.displayNodeId, prompt_id: detail.promptId ?? detail.jobId}]));
   return true;
 })()"""
 
@@ -212,7 +214,28 @@ async def drive(page: Page, url: str, workflow: dict, output: Path, screenshot: 
     item = next(d for t, d in reversed(events) if t == "executed" and str(d["node"]) == str(SAVE))["output"]["images"][0]
     await page.evaluate("window.app.graph.clear(); true")
     await drop_file(page, output / item["subfolder"] / item["filename"], len(workflow["nodes"]))
-    return {"booted": booted, "types": types, "image": image, "events": events, "saved": saved, "ran": ran}
+    returning = await returning_user(page, url)
+    return {"booted": booted, "types": types, "image": image, "events": events, "saved": saved, "ran": ran,
+            "returning": returning}
+
+
+async def returning_user(page: Page, url: str) -> dict:
+    """A returning user in a fresh browser profile: the tutorial is done (a server-side setting)
+    and the browser holds no workflow, so the frontend opens ComfyUI's default graph, whose
+    nodes this server lacks. The server's extension loads the demo workflow instead: no
+    "missing nodes" dialog, the pack's nodes on the canvas."""
+    request = urllib.request.Request(url + "/api/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    await page.evaluate("localStorage.clear(); sessionStorage.clear(); true")
+    await page.send("Page.navigate", url=url + "/")
+    await page.wait_for("!!(window.app && window.app.graph && window.app.graph.nodes.length > 0)", timeout=45)
+    await asyncio.sleep(1.5)  # the dialog, if any, opens after the graph has loaded
+    return await page.evaluate("""({
+      types: window.app.graph.nodes.map((n) => n.type),
+      dialogs: [...document.querySelectorAll('[role=dialog], .p-dialog')].map((d) => d.innerText.slice(0, 200)),
+    })""")
 
 
 @pytest.mark.parametrize("version", ["1.58.1", "1.27.10"])
@@ -261,6 +284,16 @@ def test_canvas_runs_an_example_workflow(version: str, tmp_path: Path, tiny_mode
     progress = [data for kind, data in events if kind == "progress"]
     assert progress and all(str(p["node"]) == str(SAMPLER) for p in progress), (progress, context)
     assert progress[-1]["value"] == progress[-1]["max"] > 1, progress
+
+    # Step previews reached the page for the sampler node, as the frontend draws them on it.
+    previews = [data for kind, data in events if kind == "b_preview_with_metadata"]
+    prompt_id = progress[-1]["prompt_id"]
+    assert previews and all(p == {"node": str(SAMPLER), "prompt_id": prompt_id} for p in previews), (previews, context)
+
+    # A returning user's first screen is the demo workflow, not ComfyUI's default graph.
+    returning = result["returning"]
+    assert "PresetLoader" in returning["types"] and "KSampler" not in returning["types"], (returning, context)
+    assert not [d for d in returning["dialogs"] if "missing" in d.lower()], (returning, context)
 
     # SaveImage shows the image the server wrote, fetched through /api/view.
     executed = [data for kind, data in events if kind == "executed" and str(data["node"]) == str(SAVE)]

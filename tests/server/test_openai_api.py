@@ -438,3 +438,56 @@ def test_prompt_less_variations_are_captioned_or_go_on_without(start_api, monkey
     else:  # the variation still comes, without a prompt, and says why
         assert graph["sampler"]["inputs"]["prompt"] == "" and "captioning failed" in warning and "500" in warning
         assert reply.data[0].b64_json
+
+
+def test_lora_settings_use_the_nodes_resolver_and_checks(start_api, tmp_path: Path, tiny_models) -> None:
+    import torch
+
+    from diffusers_presets.core.families import get_family
+    from diffusers_presets.core.families.base import ModelSource
+    from tests.lora.tiny_lora import make_tiny_lora
+
+    loras = tmp_path / "models" / "loras"
+    for family in ("flux", "sdxl"):
+        pipe = get_family(family).load(ModelSource("folder", path=tiny_models[family]), torch.float32)
+        make_tiny_lora(pipe, family, loras / "mine" / f"{family}.safetensors", seed=1)
+    api = start_api()
+    client = api.client()
+
+    def pixels(**extra: Any) -> np.ndarray:
+        reply = client.images.generate(prompt="a fox", model="gpt-image-1", extra_body={"seed": 9, **extra})
+        return np.asarray(_image(base64.b64decode(reply.data[0].b64_json)), dtype=int)
+
+    plain = pixels()
+    by_name = pixels(lora_settings=[{"name": "mine/flux.safetensors", "weight": 1.0}])  # a loras-folder file
+    by_path = pixels(lora_settings=[{"name": str(loras / "mine" / "flux.safetensors"), "weight": 1.0}])
+    assert np.abs(by_name - plain).max() > 2 and np.array_equal(by_name, by_path)
+    loaders = [graph["lora0"]["inputs"] for graph in _graphs(api) if "lora0" in graph]
+    assert {(inputs["lora"], inputs["reference"]) for inputs in loaders} == {
+        ("mine/flux.safetensors", ""), ("(use the reference below)", str(loras / "mine" / "flux.safetensors"))}
+    with pytest.raises(openai.BadRequestError) as caught:  # an SDXL LoRA on a Flux preset
+        pixels(lora_settings=[{"name": "mine/sdxl.safetensors"}])
+    assert (caught.value.code, caught.value.param) == ("lora_incompatible", "lora_settings")
+
+
+def test_interrupt_ends_a_request_with_a_500_that_is_not_retried(start_api) -> None:
+    api = start_api()
+    service = api.server.context.service
+    caught: list[BaseException] = []
+
+    def request() -> None:
+        try:  # tiny flux/dev: 50 steps, long enough to be interrupted mid-sampling
+            api.client(retries=2).images.generate(prompt="x", model="flux/dev", size="64x64")
+        except openai.APIError as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    while service.current_node != "sampler":
+        time.sleep(0.005)
+    assert http("POST", api.url + "/interrupt", {}).status == 200
+    thread.join(120)
+    (error,) = caught
+    assert isinstance(error, openai.InternalServerError) and error.code == "interrupted"
+    assert error.response.headers["x-should-retry"] == "false"
+    assert api.counts["/v1/images/generations"] == 1
