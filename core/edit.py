@@ -14,19 +14,14 @@ Masks follow ComfyUI's MASK (and OpenAI's alpha rule, since LoadImage's MASK is 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Optional
 
-from .cache import pipeline_cache
 from .errors import PresetsError
-from .families import _DropMessage, get_family
-from .families._loading import one_line, quiet_step_bars
-from .families._pipeline import images_to_bhwc
-from .families.base import SamplingParams
+from .families import _DropMessage
+from .families._loading import quiet_step_bars
 from .handle import PipelineHandle
-from .host import current_run, get_host
 from .images import check_image, to_pil_images
-from .sampler import GenerationOutput, GenerationRequest, resolve_size, validate_request
+from .sampler import DerivedCall, GenerationOutput, GenerationRequest, generate, resolve_size, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +98,6 @@ def edit_generate(handle: PipelineHandle, request: GenerationRequest, image: Any
     where ``mask`` is 1 (the whole image without a mask)."""
     from PIL import Image
 
-    from .lora.stack import lora_metadata, prepare_generation
-
     preset = handle.preset
     class_name = check_editable(preset.family, mask is not None)
     check_image(image, "the image")
@@ -112,63 +105,14 @@ def edit_generate(handle: PipelineHandle, request: GenerationRequest, image: Any
     if not 0.0 < strength <= 1.0:
         raise PresetsError("input_invalid", f"strength {strength} is outside (0, 1].",
                            "use a strength above 0 (a little change) up to 1 (a new image).")
-    family = get_family(preset.family)
     width, height = resolve_size(handle, request.width, request.height)
-    source = to_pil_images(image[:1])[0].resize((width, height), Image.Resampling.LANCZOS)
-    prompt = preset.render_prompt(request.prompt)
-    negative = preset.render_negative(request.negative_prompt) if preset.negative_prompt else None
-    log.info("%s: %s, strength %g, prompt: %s", preset.id, "inpaint" if mask is not None else "img2img", strength,
-             prompt)
-
-    host = get_host()
-    progress = host.progress(edit_steps(preset.steps, strength))
-
-    raised: list[BaseException] = []
-    run = current_run()
-    previews = run.preview_listener if run is not None else None
-
-    def report(index: int, total: int, latents: Any = None) -> None:
-        try:
-            progress.update_absolute(index + 1, total)
-            host.throw_if_interrupted()
-            if previews is not None and latents is not None:
-                previews(family.preview_latent(pipe, latents, params), preset.family)
-        except BaseException as exc:
-            raised.append(exc)
-            raise
-
-    params = SamplingParams(
-        prompt=prompt, negative_prompt=negative, steps=preset.steps, guidance_scale=preset.cfg, width=width,
-        height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,
-        clip_skip=preset.clip_skip, extra=dict(preset.call_args),
-    )
-    with pipeline_cache().use(handle) as entry:
-        params = prepare_generation(entry.pipeline, preset.family, params, handle.loras)
-        pipe = derived_pipeline(entry.pipeline, class_name)
-        family.apply_sampler(pipe, params.sampler)
-        kwargs = family.call_kwargs(pipe, params)
-        accepted = family.accepted_call_args(pipe)
-        for name in ("width", "height"):  # SDXL img2img takes its size from the image
-            if name not in accepted:
-                kwargs.pop(name)
-        kwargs.update(image=source, strength=strength)
-        if mask is not None:
-            kwargs["mask_image"] = _mask_image(mask, width, height)
-        host.throw_if_interrupted()
-        started = time.perf_counter()
-        try:
-            images = family.run(pipe, kwargs, preset.steps, report)
-        except PresetsError:
-            raise
-        except Exception as exc:
-            if any(exc is r for r in raised):  # the host's interrupt, unchanged
-                raise
-            raise PresetsError("generation_failed", f"the {class_name} pipeline failed: {one_line(exc)}",
-                               "check the image, mask and size; the log has the full traceback.") from exc
-        seconds = time.perf_counter() - started
-    info = {"preset": preset.id, "family": preset.family, "pipeline": class_name, "strength": strength,
-            "seed": request.seed, "width": width, "height": height, "batch_size": request.batch_size,
-            "prompt": params.prompt, "seconds": round(seconds, 3)}
-    if handle.loras:
-        info["loras"] = lora_metadata(handle.loras)
-    return GenerationOutput(images_to_bhwc(images), info)
+    kwargs: dict[str, Any] = {"image": to_pil_images(image[:1])[0].resize((width, height), Image.Resampling.LANCZOS),
+                              "strength": strength}
+    if mask is not None:
+        kwargs["mask_image"] = _mask_image(mask, width, height)
+    log.info("%s: %s with %s, strength %g", preset.id, "inpaint" if mask is not None else "img2img", class_name,
+             strength)
+    call = DerivedCall(lambda pipe: derived_pipeline(pipe, class_name), kwargs, edit_steps(preset.steps, strength))
+    output = generate(handle, request, derived=call)
+    output.info.update(pipeline=class_name, strength=strength)
+    return output

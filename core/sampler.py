@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .cache import pipeline_cache
 from .errors import PresetsError
@@ -35,6 +35,16 @@ class GenerationRequest:
     width: int = 0  # 0 = the preset's default
     height: int = 0
     batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class DerivedCall:
+    """Generate with a pipeline derived from the loaded one (an edit's Img2Img / Inpaint
+    pipeline, built with ``from_pipe``), passing ``kwargs`` (image, mask, strength) to it."""
+
+    derive: Callable[[Any], Any]  # the loaded pipeline -> the pipeline to call
+    kwargs: dict[str, Any]
+    steps: int  # the steps this call runs (an edit runs part of the preset's)
 
 
 @dataclass
@@ -66,11 +76,12 @@ def validate_request(request: GenerationRequest) -> None:
 
 
 def generate(handle: PipelineHandle, request: GenerationRequest,
-             conditioning: Optional[dict[str, Any]] = None) -> GenerationOutput:
+             conditioning: Optional[dict[str, Any]] = None, derived: Optional[DerivedCall] = None) -> GenerationOutput:
     """Generate ``request.batch_size`` images with ``handle``'s preset.
 
     ``conditioning`` (precomputed embeds, e.g. from Flux Redux) replaces the text prompt in
-    the pipeline call; the prompt is still recorded in ``info``.
+    the pipeline call; the prompt is still recorded in ``info``. ``derived`` runs an edit
+    pipeline built from the loaded one instead of the loaded one itself.
     """
     from .lora.stack import lora_metadata, prepare_generation  # urllib & co.: not at pack import
 
@@ -90,7 +101,7 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         log.info("%s: negative prompt: %s", preset.id, negative)
 
     host = get_host()
-    progress = host.progress(preset.steps)
+    progress = host.progress(derived.steps if derived is not None else preset.steps)
     steps_run = 0
 
     def on_step(index: int, total: int) -> None:
@@ -117,7 +128,10 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         started = time.perf_counter()
         # The family turns pipeline failures into `generation_failed` and lets the host's own
         # interrupt exception (raised from on_step) through unchanged.
-        result = family.generate(entry.pipeline, params, on_step)
+        if derived is None:
+            result = family.generate(entry.pipeline, params, on_step)
+        else:
+            result = family.generate(derived.derive(entry.pipeline), params, on_step, derived.kwargs)
         seconds = time.perf_counter() - started
     log.info("%s: %d image(s) %dx%d, %d steps, cfg %s, sampler %s, seed %d in %.2f s", preset.id,
              request.batch_size, width, height, steps_run, result.guidance_scale, preset.sampler_label, request.seed,

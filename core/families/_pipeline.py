@@ -123,10 +123,17 @@ class DiffusersFamily(Family):
 
     # ---- generation ----------------------------------------------------------------------
 
-    def generate(self, pipe: Any, params: SamplingParams, on_step: StepCallback) -> GenerationResult:
+    def generate(self, pipe: Any, params: SamplingParams, on_step: StepCallback,
+                 extra_kwargs: Optional[dict[str, Any]] = None) -> GenerationResult:
         self.check_size(params.width, params.height)
         self.apply_sampler(pipe, params.sampler)
         kwargs = self.call_kwargs(pipe, params)
+        if extra_kwargs:
+            kwargs.update(extra_kwargs)
+            accepted = self.accepted_call_args(pipe)
+            for name in ("width", "height"):  # SDXL img2img takes its size from the image
+                if name not in accepted:
+                    kwargs.pop(name)
         raised: list[BaseException] = []
 
         def report(step: int, total: int, latents: Any = None) -> None:

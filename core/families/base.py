@@ -115,8 +115,10 @@ class Family:
         raises ``model_not_found`` naming where it looked."""
         raise NotImplementedError
 
-    def generate(self, pipe: Any, params: SamplingParams, on_step: StepCallback) -> "GenerationResult":
-        """Run one generation. Returns images as float32 ``[B,H,W,3]`` in 0..1 on the CPU."""
+    def generate(self, pipe: Any, params: SamplingParams, on_step: StepCallback,
+                 extra_kwargs: Optional[dict[str, Any]] = None) -> "GenerationResult":
+        """Run one generation. Returns images as float32 ``[B,H,W,3]`` in 0..1 on the CPU.
+        ``extra_kwargs`` go to the pipeline call as they are (an edit's image, mask, strength)."""
         raise NotImplementedError
 
     def build_tiny(self, dest: Path) -> None:

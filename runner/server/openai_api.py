@@ -511,7 +511,7 @@ class ImagesApi:
             if item["id"] == name:
                 return web.json_response(item)
         await asyncio.get_running_loop().run_in_executor(None, resolve_model, self.options, name)  # the 404
-        raise ApiError(404, "model_not_found", f"The model '{name}' does not exist.", "model")
+        raise ApiError(404, "preset_not_found", f"The model '{name}' does not exist.", "model")
 
     async def _model_list(self) -> list[dict]:
         from ...core.presets import registry

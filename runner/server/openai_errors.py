@@ -15,7 +15,7 @@ from aiohttp import web
 
 # core error code -> (status, API code, param). Unlisted codes are server failures (500).
 _CORE_CODES: dict[str, tuple[int, str, Optional[str]]] = {
-    "preset_not_found": (404, "model_not_found", "model"),
+    "preset_not_found": (404, "preset_not_found", "model"),
     "size_invalid": (400, "unsupported_size", "size"),
     "input_invalid": (400, "invalid_value", None),
     "family_mismatch": (400, "family_mismatch", "model"),
@@ -31,7 +31,7 @@ _CORE_CODES: dict[str, tuple[int, str, Optional[str]]] = {
     "civitai_unavailable": (503, "civitai_unavailable", "lora_settings"),
     "download_failed": (503, "download_failed", "lora_settings"),
     # The preset's weights are missing: a server set-up problem, not an unknown model.
-    "model_not_found": (500, "model_weights_missing", None),
+    "model_not_found": (500, "model_not_found", None),
 }
 _RETRY_AFTER_S = 10
 

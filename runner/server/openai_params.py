@@ -230,7 +230,7 @@ def resolve_model(options: ApiOptions, model: Optional[str]) -> Any:
     if defaults:
         return defaults[0]
     known = ", ".join(sorted(options.alias_map()) + presets.ids())
-    raise ApiError(404, "model_not_found", f"The model '{name}' does not exist. Use one of: {known}.", "model")
+    raise ApiError(404, "preset_not_found", f"The model '{name}' does not exist. Use one of: {known}.", "model")
 
 
 def apply_quality(options: ApiOptions, preset: Any, quality: str) -> Any:

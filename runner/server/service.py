@@ -297,7 +297,7 @@ class PromptService:
         item = self.current
         if item is None:
             return
-        for listener in self.preview_listeners:
+        for listener in tuple(self.preview_listeners):  # the loop adds and removes listeners meanwhile
             listener(item.prompt_id, latent, family)
         if self.preview_method == "none" or not self._preview_throttle.ready(item.prompt_id):
             return

@@ -3,11 +3,13 @@ delivery rules, queue and history routes, interrupts."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import pytest
 from engine_stubs import StubSteps
+from PIL import Image
 from server_helpers import Socket, http, stub_registry
 
 ADD = {
@@ -303,6 +305,10 @@ def test_system_routes(server) -> None:
     reply = http("GET", server.url + "/api/workflow_templates/diffusers-presets/demo_sdxl.json")
     assert reply.status == 200 and "nodes" in reply.json()
     assert http("GET", server.url + "/api/workflow_templates/diffusers-presets/..%2F..%2FREADME.md").status in (400, 404)
+    for name in templates["diffusers-presets"]:  # the template browser's thumbnails
+        reply = http("GET", f"{server.url}/api/workflow_templates/diffusers-presets/{name}.jpg")
+        assert reply.status == 200 and reply.headers["Content-Type"] == "image/jpeg", name
+        assert Image.open(io.BytesIO(reply.body)).size == (256, 256)
     health = http("GET", server.url + "/health").json()
     assert health["status"] == "ok" and health["queue_remaining"] == 0 and "loaded_pipelines" in health
     assert http("POST", server.url + "/free", {"unload_models": True, "free_memory": True}).status == 200

@@ -133,7 +133,7 @@ def test_models_list_and_retrieve(start_api) -> None:
     assert client.models.retrieve("flux/dev").owned_by == "diffusers-presets"
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("no-such-model")
-    assert caught.value.code == "model_not_found"
+    assert caught.value.code == "preset_not_found"
 
 
 def test_bad_requests_are_400_envelopes_and_never_retried(start_api) -> None:
@@ -161,7 +161,7 @@ def test_bad_requests_are_400_envelopes_and_never_retried(start_api) -> None:
     assert "steps = 4" in fixed.value.message and "/configurations" in fixed.value.message
     with pytest.raises(openai.NotFoundError) as missing:
         client.images.generate(prompt="x", model="dall-e-9")
-    assert missing.value.code == "model_not_found" and missing.value.param == "model"
+    assert missing.value.code == "preset_not_found" and missing.value.param == "model"
     assert api.counts["/v1/images/generations"] == len(cases) + 2  # not one retry
     # A LoRA that points to nothing fails in the graph (the node's resolver): still a 400.
     with pytest.raises(openai.BadRequestError) as lora:
@@ -180,7 +180,7 @@ def test_deterministic_server_failure_is_not_retried(start_api) -> None:
     api = start_api()
     with pytest.raises(openai.InternalServerError) as caught:
         api.client(retries=2).images.generate(prompt="x", model="zimage/turbo", size="64x64")
-    assert caught.value.code == "model_weights_missing"
+    assert caught.value.code == "model_not_found"
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert api.counts["/v1/images/generations"] == 1
 

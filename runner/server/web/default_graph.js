@@ -5,18 +5,18 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const DEFAULT_GRAPH_TYPES = new Set([
-  "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
-]);
+// The classic default graph (1.27 and older); newer frontends expose theirs on window.comfyAPI.
+const CLASSIC_DEFAULT = "CLIPTextEncode,CLIPTextEncode,CheckpointLoaderSimple,EmptyLatentImage,KSampler,SaveImage,VAEDecode";
 const DEMO = "/workflow_templates/diffusers-presets/demo_sdxl.json";
 
+const signature = (graph) => (Array.isArray(graph?.nodes) ? graph.nodes.map((node) => node?.type).sort().join(",") : "");
+
 function isUnrunnableDefaultGraph(graph) {
-  const nodes = Array.isArray(graph?.nodes) ? graph.nodes : [];
-  const types = new Set(nodes.map((node) => node?.type));
+  const own = window.comfyAPI?.defaultGraph?.defaultGraph;
+  const types = signature(graph);
   const registered = window.LiteGraph?.registered_node_types ?? {};
-  return types.has("CheckpointLoaderSimple") && types.has("KSampler")
-    && [...types].every((type) => DEFAULT_GRAPH_TYPES.has(type))
-    && [...types].some((type) => !(type in registered));
+  return (types === CLASSIC_DEFAULT || (own && types === signature(own)))
+    && graph.nodes.some((node) => !(node?.type in registered));
 }
 
 app.registerExtension({
