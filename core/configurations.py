@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from .errors import PresetsError
+from .files import write_atomically
 from .host import get_host
 from .presets import FAMILY_NAMES, SHIPPED_DIR, Preset, PresetRegistry
 
@@ -182,16 +183,7 @@ def _replace(path: Path, text: str) -> None:
     (coarse filesystem clocks), so ``registry()`` notices every change."""
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.stat().st_mtime_ns if path.exists() else 0
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, text, durable=True)
     if path.stat().st_mtime_ns <= old:
         os.utime(path, ns=(old + 1, old + 1))
 

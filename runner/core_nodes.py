@@ -7,7 +7,6 @@ only when ComfyUI is absent (:func:`node_registry`). torch and numpy load on fir
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,13 +15,13 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from ..core.errors import PresetsError
+from ..core.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +119,8 @@ def save_image_path(prefix: str, root: Path, width: int, height: int) -> tuple[P
 def write_png_atomically(image: Any, path: Path, pnginfo: Any, compress_level: int) -> None:
     """Write to a temporary file next to ``path`` and rename it, so an interrupted run never
     leaves a half-written image."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+    write_atomically(path, lambda handle: image.save(handle, format="PNG", pnginfo=pnginfo,
+                                                     compress_level=compress_level))
 
 
 # --- nodes -------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ chunks are rewritten while every other chunk (the pixels included) is copied byt
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Optional
 
 from ..core.errors import PresetsError
+from ..core.files import write_atomically
 from .workflow_io import PNG_SIGNATURE, Workflow, read_workflow
 
 PRESET_LOADER, LORA_LOADER = "PresetLoader", "CivitaiLoraLoader"
@@ -360,13 +360,6 @@ def render(workflow: Workflow, original: bytes) -> bytes:
     return (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.sync.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sync_workflow(source: str, output: Optional[str], by_name: bool = True, by_family: bool = True,
@@ -386,5 +379,5 @@ def sync_workflow(source: str, output: Optional[str], by_name: bool = True, by_f
     if output == "-":
         return changes, data
     if changes or output:
-        _write_atomically(Path(output or source), data)
+        write_atomically(Path(output or source), data)
     return changes, None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from typing import Callable, Optional
 from ..civitai.air import SAFETENSORS_SUFFIXES
 from ..civitai.download import sha256_file
 from ..errors import PresetsError
+from ..files import write_atomically
 from ..host import get_host
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,7 @@ def write_record(path: Path, record: LoraRecord) -> LoraRecord:
     """Write ``record`` for ``path`` (stamped with its current size and mtime) atomically."""
     stat = path.stat()
     record = replace(record, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-    target = sidecar_of(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps({**asdict(record), "file": path.name}, indent=2), encoding="utf-8")
-    os.replace(tmp, target)
+    write_atomically(sidecar_of(path), json.dumps({**asdict(record), "file": path.name}, indent=2))
     return record
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import secrets
 import time
 from pathlib import Path
 from typing import Optional
+
+from ...core.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ class ImageFiles:
         """Store an image; its file id."""
         self.folder.mkdir(parents=True, exist_ok=True)
         file_id = f"{secrets.token_urlsafe(24)}.{output_format}"
-        temp = self.folder / f".{file_id}.part"
-        temp.write_bytes(data)
-        os.replace(temp, self.folder / file_id)
+        write_atomically(self.folder / file_id, data)
         return file_id
 
     def path(self, file_id: str) -> Optional[Path]:

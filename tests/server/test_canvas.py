@@ -193,6 +193,7 @@ async def drive(page: Page, url: str, workflow: dict, output: Path, screenshot: 
     )
     booted = time.monotonic() - started
     await page.evaluate(LISTEN)
+    thumbnails = await wait_for_thumbnails(page)
     await drop_file(page, WORKFLOW, len(workflow["nodes"]))
     types = await page.evaluate("window.app.graph.nodes.map((n) => [n.id, n.type, (n.widgets || []).length])")
     await click(page, RUN_BUTTON)
@@ -214,7 +215,18 @@ async def drive(page: Page, url: str, workflow: dict, output: Path, screenshot: 
     await drop_file(page, output / item["subfolder"] / item["filename"], len(workflow["nodes"]))
     returning = await returning_user(page, url)
     return {"booted": booted, "types": types, "image": image, "events": events, "saved": saved, "ran": ran,
-            "returning": returning}
+            "returning": returning, "thumbnails": thumbnails}
+
+
+async def wait_for_thumbnails(page: Page, timeout: float = 15) -> list[tuple[str, int]]:
+    """The first visit opens the template browser on this pack's example workflows: the
+    thumbnails it fetched (``example_workflows/<name>.jpg``), once one has arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [(u, s) for u, s in page.responses() if "/api/workflow_templates/" in u and u.endswith(".jpg")]
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
 
 
 async def returning_user(page: Page, url: str) -> dict:
@@ -290,6 +302,10 @@ def test_canvas_runs_an_example_workflow(version: str, tmp_path: Path, tiny_mode
     prompt_id = progress[-1]["prompt_id"]
     assert previews and all(p == {"node": str(SAMPLER), "prompt_id": prompt_id} for p in previews), (previews, context)
 
+    # The template browser's thumbnails are the pack's, and none is missing.
+    thumbnails = result["thumbnails"]
+    assert thumbnails and all(status == 200 for _, status in thumbnails), (thumbnails, context)
+
     # A returning user's first screen is the demo workflow, not ComfyUI's default graph.
     returning = result["returning"]
     assert "PresetLoader" in returning["types"] and "KSampler" not in returning["types"], (returning, context)
@@ -318,7 +334,6 @@ def test_canvas_runs_an_example_workflow(version: str, tmp_path: Path, tiny_mode
     responses = [r for p in pages for r in p.responses()]
     server = [(u, s) for u, s in responses if u.startswith(url)]
     assert not [(u, s) for u, s in server if s >= 500], (server, context)
-    print("TEMPLATES", [(u, s) for u, s in server if "template" in u])
     unexpected = [(u, s) for u, s in server if s >= 400 and not (s == 404 and _optional(urlsplit(u).path))]
     assert not unexpected, "\n".join([f"{s} {u}" for u, s in unexpected] + [context])
     errors = [e for p in pages for e in p.console_errors(ignore=lambda text: _expected_noise(text, version))]
