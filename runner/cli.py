@@ -157,14 +157,21 @@ def _errors_printed_once() -> Iterator[None]:
             handler.removeFilter(_not_an_engine_failure)
 
 
+_PACK = __name__.split(".")[0]  # our loggers' root: diffusers_presets
+
+
 class _StderrHandler(logging.StreamHandler):
     """Logs to whatever ``sys.stderr`` is when a record is written, made printable."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        # Without -v the only INFO lines are our own announcements: print them as plain lines.
+        self.plain_info = False
 
     def format(self, record: logging.LogRecord) -> str:
+        if self.plain_info and record.levelno == logging.INFO and record.name.startswith(_PACK):
+            return printable(record.getMessage())
         return printable(super().format(record))
 
     @property  # type: ignore[override]
@@ -178,8 +185,11 @@ class _StderrHandler(logging.StreamHandler):
 
 def _configure_logging(verbosity: int) -> None:
     root = logging.getLogger()
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
-        root.addHandler(_StderrHandler())
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    handler.plain_info = verbosity == 0
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
     root.setLevel(level)
     # Building a tiny model on first use is announced even without -v: the user did not ask for it.

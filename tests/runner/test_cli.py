@@ -329,7 +329,7 @@ def test_first_demo_run_prints_only_the_runners_lines(tmp_path):
     lines = [line for line in result.stderr.splitlines() if not re.fullmatch(r"  step \d+/20", line)]
     assert lines == [
         "▶ node 1 'Preset Loader (Diffusers)' (PresetLoader)",
-        f"INFO diffusers_presets.core.sources: demo/sdxl runs on the tiny random-weight sdxl model: building it once "
+        f"demo/sdxl runs on the tiny random-weight sdxl model: building it once "
         f"in {cache / 'tiny-models' / 'sdxl'} (a few seconds)",
         "▶ node 2 'VRAM Profile (Diffusers)' (VramProfile)",
         "▶ node 3 'Fixed Sampler (Diffusers)' (FixedSampler)",
