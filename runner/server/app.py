@@ -142,7 +142,7 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         return None
     try:
-        return parse_json(raw.decode("utf-8"), "The request body")
+        return parse_json(raw.decode("utf-8-sig"), "The request body")
     except UnicodeDecodeError as ex:
         raise bad_request("invalid_json", "The request body is not valid JSON", f"It is not UTF-8 ({ex.reason}).") from None
     except PresetsError as ex:

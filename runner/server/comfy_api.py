@@ -21,8 +21,8 @@ from aiohttp import web
 from ...core import cache as pipeline_cache_module
 from .. import core_nodes
 from . import files, jobs
+from .app import CONTEXT_KEY, ServerContext, bad_request, json_error, read_json
 from .frontend import extension_urls, find_web_root, served_version
-from .app import CONTEXT_KEY, ServerContext, json_error, read_json
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ def _int_query(request: web.Request, name: str, default: Optional[int]) -> Optio
     try:
         return int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=_dumps({"error": {"type": "invalid_query", "message": f"{name} must be an integer",
-                                   "details": f"got {raw!r}", "extra_info": {}}}),
-            content_type="application/json",
-        ) from None
+        raise bad_request("invalid_query", f"{name} must be an integer", f"got {raw!r}") from None
 
 
 async def _json_object(request: web.Request, allow_empty: bool = True) -> dict:
@@ -69,11 +65,7 @@ async def _json_object(request: web.Request, allow_empty: bool = True) -> dict:
     if body is None and allow_empty:
         return {}
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text=_dumps({"error": {"type": "invalid_request", "message": "The request body must be a JSON object",
-                                   "details": "", "extra_info": {}}, "node_errors": {}}),
-            content_type="application/json",
-        )
+        raise bad_request("invalid_request", "The request body must be a JSON object", "")
     return body
 
 

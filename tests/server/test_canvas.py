@@ -2,10 +2,11 @@
 
 ``python -m runner serve`` runs as a subprocess; Debian's chromium (headless, driven over the
 DevTools protocol by tests/server/cdp.py) opens it, an example workflow file is dropped onto the
-canvas and Run is clicked. The test checks that the page booted cleanly, that step progress
-reached the page, that the SaveImage node shows the image the server wrote, that workflows and
-settings are saved in the user folder and that the PNG drops back. Both frontend versions the
-project targets:
+canvas and Run is clicked. The test checks that the page booted cleanly (template thumbnails
+included), that step progress and previews reached the page, that the SaveImage node shows the
+image the server wrote, that workflows and settings are saved in the user folder, that the PNG
+drops back, and that a returning user in a fresh browser gets the demo workflow, not ComfyUI's
+default graph. Both frontend versions the project targets:
 1.58.1 (the ``[frontend]`` extra) and 1.27.10 (what ComfyUI 0.3.64 pins; found through
 ``COMFY_FRONTEND_1_27_ROOT``, which .ci/run sets). A screenshot of each run is written to
 ``$CANVAS_ARTIFACTS_DIR`` (else the test's tmp folder) and its path printed.
