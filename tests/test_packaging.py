@@ -157,8 +157,11 @@ def test_nodes_share_one_category_root_and_explain_every_input(pack) -> None:
 
 def test_package_data_ships_what_the_pack_reads() -> None:
     data = PYPROJECT["tool"]["setuptools"]["package-data"]["diffusers_presets"]
-    for pattern in ("presets/*.yaml", "presets/*/*.yaml", "node_list.json", "example_workflows/*.json"):
+    for pattern in ("presets/*.yaml", "presets/*/*.yaml", "node_list.json", "example_workflows/*.json",
+                    "example_workflows/*.jpg"):
         assert pattern in data and list(ROOT.glob(pattern)), pattern
+    server_data = PYPROJECT["tool"]["setuptools"]["package-data"]["diffusers_presets.runner.server"]
+    assert "web/*.js" in server_data and list((ROOT / "runner" / "server").glob("web/*.js"))
     packages = set(PYPROJECT["tool"]["setuptools"]["packages"])
     for init in ROOT.rglob("__init__.py"):
         rel = init.parent.relative_to(ROOT)

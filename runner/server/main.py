@@ -173,7 +173,9 @@ async def _serve(server: Server) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    print("Stopping: the running prompt is interrupted; pending prompts stay queued.", file=sys.stderr, flush=True)
+    running = server.context.service.current is not None
+    print("Stopping: " + ("the running prompt is interrupted; " if running else "") + "pending prompts stay queued.",
+          file=sys.stderr, flush=True)
     await server.stop()
 
 
