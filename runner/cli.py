@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runner",
         description="Run a ComfyUI workflow (UI or API JSON, a PNG with embedded metadata, or - "
-        "for stdin) without ComfyUI. Other commands: 'presets', 'tiny-models DIR', 'models', 'sync WORKFLOW'.",
+        "for stdin) without ComfyUI. Other commands: 'serve', 'presets', 'tiny-models DIR', 'models', 'sync WORKFLOW' (each with --help).",
     )
     parser.add_argument("workflow", help="workflow .json, a .png saved by ComfyUI, or - for stdin")
     parser.add_argument("--output-dir", type=Path, default=Path("output"), help="where SaveImage writes (default ./output)")

@@ -87,7 +87,13 @@ def models_command(argv: list[str]) -> int:
         return 0
     models = result["models"]
     if not models:
-        print("No models found" + (f" for family {args.family}" if args.family else "") + ".")
+        from ..core.discovery import hub_cache_dir
+        from ..core.host import get_host
+
+        print("No models found" + (f" for family {args.family}" if args.family else "") +
+              f" in {get_host().models_dir()} (diffusers/, checkpoints/, loras/) or the Hugging Face cache "
+              f"({hub_cache_dir()}). Point --models-dir or an extra_model_paths.yaml at your models; "
+              "`python -m runner tiny-models DIR` writes small test models.")
         return 0
     columns = ("kind", "name", "detail", "presets", "lora")
     for family in dict.fromkeys(m["family"] for m in models):
