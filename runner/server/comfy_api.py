@@ -204,6 +204,20 @@ def loaded_pipelines() -> int:
 
 
 # --- the table -------------------------------------------------------------------------------------
+async def _clear_or_delete(request: web.Request, clear: Callable[[], Any],
+                           delete: Callable[[list[str]], Any]) -> web.Response:
+    """``POST /queue`` and ``POST /history``: ``{"clear": true}`` and/or ``{"delete": [ids]}``."""
+    body = await _json_object(request)
+    if body.get("clear"):
+        clear()
+    if "delete" in body:
+        ids = body["delete"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return json_error(400, "invalid_request", "delete must be a list of prompt ids")
+        delete(ids)
+    return web.Response(status=200)
+
+
 def comfy_routes(context: ServerContext) -> web.RouteTableDef:
     routes = web.RouteTableDef()
     service, store, settings = context.service, context.store, context.settings
@@ -269,15 +283,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
 
     @both("POST", "/queue")
     async def post_queue(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        if body.get("clear"):
-            service.clear_pending()
-        if "delete" in body:
-            ids = body["delete"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                return json_error(400, "invalid_request", "delete must be a list of prompt ids")
-            service.delete_pending(ids)
-        return web.Response(status=200)
+        return await _clear_or_delete(request, service.clear_pending, service.delete_pending)
 
     @both("POST", "/interrupt")
     async def post_interrupt(request: web.Request) -> web.Response:
@@ -307,15 +313,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
 
     @both("POST", "/history")
     async def post_history(request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        if body.get("clear"):
-            store.clear_history()
-        if "delete" in body:
-            ids = body["delete"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                return json_error(400, "invalid_request", "delete must be a list of prompt ids")
-            store.delete_history(ids)
-        return web.Response(status=200)
+        return await _clear_or_delete(request, store.clear_history, store.delete_history)
 
     # --- files -----------------------------------------------------------------------------------
     @both("GET", "/view")

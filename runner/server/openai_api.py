@@ -164,52 +164,40 @@ def _lora_nodes(graph: dict, link: list, loras: list[tuple[str, float]], choices
     return link
 
 
-def generation_graph(job: ImageJob, request_id: str, lora_choices: set[str]) -> dict:
+def _graph(job: ImageJob, request_id: str, lora_choices: set[str], sampler: str, inputs: dict[str, Any],
+           uploads: bool) -> dict:
+    """PresetLoader → CivitaiLoraLoader… → ``sampler`` → ImagesApiOutput (``uploads``: with
+    ImagesApiInput bringing the request's images in as node ``input``)."""
     graph: dict[str, Any] = {"preset": {"class_type": "PresetLoader", "inputs": {"preset": job.preset_id,
                                                                                 "model_override": ""}}}
+    if uploads:
+        graph["input"] = {"class_type": "ImagesApiInput", "inputs": {"request_id": request_id}}
     link = _lora_nodes(graph, ["preset", 0], job.loras, lora_choices)
-    graph["sampler"] = {"class_type": "FixedSampler", "inputs": {
-        "pipeline": link, "prompt": job.prompt, "negative_prompt": job.negative_prompt, "seed": job.seed,
-        "width": job.width, "height": job.height, "batch_size": job.n}}
+    graph["sampler"] = {"class_type": sampler, "inputs": {
+        "pipeline": link, "seed": job.seed, "width": job.width, "height": job.height, "batch_size": job.n,
+        "prompt": job.prompt, **inputs}}
     graph["output"] = {"class_type": "ImagesApiOutput", "inputs": {
         "images": ["sampler", 0], "request_id": request_id, "output_format": job.output_format,
         "output_compression": job.output_compression}}
     return graph
+
+
+def generation_graph(job: ImageJob, request_id: str, lora_choices: set[str]) -> dict:
+    return _graph(job, request_id, lora_choices, "FixedSampler", {"negative_prompt": job.negative_prompt}, False)
 
 
 def variation_graph(job: ImageJob, request_id: str, lora_choices: set[str]) -> dict:
     """Flux Redux on the uploaded image, steered by the optional prompt."""
-    graph: dict[str, Any] = {
-        "preset": {"class_type": "PresetLoader", "inputs": {"preset": job.preset_id, "model_override": ""}},
-        "input": {"class_type": "ImagesApiInput", "inputs": {"request_id": request_id}},
-    }
-    link = _lora_nodes(graph, ["preset", 0], job.loras, lora_choices)
-    graph["sampler"] = {"class_type": "FluxRedux", "inputs": {
-        "pipeline": link, "reference": ["input", 0], "seed": job.seed, "width": job.width, "height": job.height,
-        "batch_size": job.n, "prompt": job.prompt, "prompt_balance": 0.5}}
-    graph["output"] = {"class_type": "ImagesApiOutput", "inputs": {
-        "images": ["sampler", 0], "request_id": request_id, "output_format": job.output_format,
-        "output_compression": job.output_compression}}
-    return graph
+    return _graph(job, request_id, lora_choices, "FluxRedux", {"reference": ["input", 0], "prompt_balance": 0.5},
+                  True)
 
 
 def edit_graph(job: ImageJob, request_id: str, lora_choices: set[str], with_mask: bool) -> dict:
     """img2img (inpainting with the mask) on the uploaded image."""
-    graph: dict[str, Any] = {
-        "preset": {"class_type": "PresetLoader", "inputs": {"preset": job.preset_id, "model_override": ""}},
-        "input": {"class_type": "ImagesApiInput", "inputs": {"request_id": request_id}},
-    }
-    link = _lora_nodes(graph, ["preset", 0], job.loras, lora_choices)
-    graph["sampler"] = {"class_type": "ImageEdit", "inputs": {
-        "pipeline": link, "image": ["input", 0], "seed": job.seed, "width": job.width, "height": job.height,
-        "batch_size": job.n, "prompt": job.prompt, "negative_prompt": job.negative_prompt,
-        "strength": job.strength}}
+    inputs: dict[str, Any] = {"image": ["input", 0], "negative_prompt": job.negative_prompt, "strength": job.strength}
     if with_mask:
-        graph["sampler"]["inputs"]["mask"] = ["input", 1]
-    graph["output"] = {"class_type": "ImagesApiOutput", "inputs": {
-        "images": ["sampler", 0], "request_id": request_id, "output_format": job.output_format,
-        "output_compression": job.output_compression}}
-    return graph
+        inputs["mask"] = ["input", 1]
+    return _graph(job, request_id, lora_choices, "ImageEdit", inputs, True)
 
 
 def decode_upload(data: bytes, name: str, keep_alpha: bool = False) -> Any:
