@@ -188,7 +188,7 @@ def model_file_list(folders: list[Path]) -> list[dict]:
             continue
         for path in sorted(folder.rglob("*")):
             relative = path.relative_to(folder)
-            if any(part.startswith(".") for part in relative.parts) or not files._inside(folder, str(path)):
+            if any(part.startswith(".") for part in relative.parts) or not files.is_inside(folder, str(path)):
                 continue
             if path.is_file():
                 stat = path.stat()

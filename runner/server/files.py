@@ -32,7 +32,7 @@ def folder(kind: str) -> Path:
     return DIRECTORIES.by_type(kind)
 
 
-def _inside(root: Path, candidate: str) -> bool:
+def is_inside(root: Path, candidate: str) -> bool:
     root_real = os.path.realpath(root)
     return os.path.commonpath([root_real, os.path.realpath(candidate)]) == root_real
 
@@ -53,7 +53,7 @@ def subfolder_path(root: Path, subfolder: str, escape_status: int) -> Path:
     if os.path.isabs(subfolder) or "\0" in subfolder or ".." in Path(subfolder).parts:
         raise FileRefused(escape_status, f"invalid subfolder {subfolder!r}")
     path = root / os.path.normpath(subfolder)
-    if not _inside(root, str(path)):
+    if not is_inside(root, str(path)):
         raise FileRefused(escape_status, f"subfolder {subfolder!r} leads out of the {root.name} folder")
     return path
 
@@ -71,7 +71,7 @@ def view_path(filename: str, subfolder: str, kind: str) -> Path:
     path = directory / os.path.basename(filename)
     if not path.is_file():
         raise FileRefused(404, "file not found")
-    if not _inside(root, str(path)):
+    if not is_inside(root, str(path)):
         raise FileRefused(403, "the file leads out of its folder")
     return path
 
@@ -89,7 +89,7 @@ def save_upload(data: bytes, filename: str, subfolder: str, kind: str, overwrite
     root = folder(kind)
     path = directory / name
     if path.exists() and not overwrite:
-        if path.is_file() and _inside(root, str(path)) and _digest(path.read_bytes()) == _digest(data):
+        if path.is_file() and is_inside(root, str(path)) and _digest(path.read_bytes()) == _digest(data):
             return name
         stem, ext = os.path.splitext(name)
         index = 1

@@ -34,14 +34,14 @@ import json
 import logging
 import mimetypes
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from aiohttp import web
 
+from ...core.files import write_atomically
 from .app import Handler, json_error, read_json
-from .files import DANGEROUS_TYPES, _inside
+from .files import DANGEROUS_TYPES, is_inside
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -105,20 +105,6 @@ def _install_page(reason: str) -> str:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write through a hidden temporary file and a rename, so a crash never leaves half a file
-    (and listings, which skip dot files, never show the temporary one)."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
 class _UserFiles:
     """The single user's folder, with every path checked before it is touched."""
 
@@ -138,7 +124,7 @@ class _UserFiles:
         ):
             return json_error(400, "invalid_path", f"{relative!r} is not a path inside the user folder.")
         path = self.root / Path(*[part for part in parts if part not in ("", ".")] or ["."])
-        if not _inside(self.root, str(path)):
+        if not is_inside(self.root, str(path)):
             return json_error(403, "path_not_allowed", f"{relative!r} leads outside the user folder.")
         return path
 
@@ -159,7 +145,7 @@ class _UserFiles:
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recurse else []
             for name in files:
                 path = Path(current) / name
-                if name.startswith(".") or not _inside(self.root, str(path)):
+                if name.startswith(".") or not is_inside(self.root, str(path)):
                     continue
                 if path.is_file():
                     found.append(path)
@@ -214,7 +200,7 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
 
     def write_settings(values: dict[str, Any]) -> None:
         settings_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(settings_path, json.dumps(values, indent=4).encode("utf-8"))
+        write_atomically(settings_path, json.dumps(values, indent=4).encode("utf-8"))
 
     @api("GET", "/settings")
     async def get_settings(request: web.Request) -> web.Response:
@@ -301,13 +287,13 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
             return json_error(400, "invalid_path", f"{requested!r} is not a folder.")
         results = []
         for current, dirs, names in os.walk(target):
-            dirs[:] = [d for d in dirs if _inside(files.root, str(Path(current) / d))]
+            dirs[:] = [d for d in dirs if is_inside(files.root, str(Path(current) / d))]
             for name in dirs:
                 path = Path(current) / name
                 results.append({"name": name, "path": path.relative_to(files.root).as_posix(), "type": "directory"})
             for name in names:
                 path = Path(current) / name
-                if not _inside(files.root, str(path)):
+                if not is_inside(files.root, str(path)):
                     continue
                 entry: dict[str, Any] = {"name": name, "path": path.relative_to(files.root).as_posix(), "type": "file"}
                 with contextlib.suppress(OSError):
@@ -353,7 +339,7 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
         body = await request.read()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, body)
+            write_atomically(path, body)
         except OSError as exc:
             return json_error(400, "invalid_path", f"Cannot save {request.match_info['file']!r}: {exc.strerror}.")
         return reply_with(path, query.get("full_info", "").lower() == "true")
