@@ -38,8 +38,8 @@ def take(request_id: str) -> Optional[list[bytes]]:
 
 
 def provide(request_id: str, image: Any, mask: Any = None) -> None:
-    """The image (RGB PIL) and optional mask (PIL with alpha) a request uploaded, for
-    :class:`ImagesApiInput`."""
+    """The image (RGB PIL, or a list of them: several references) and optional mask (PIL with
+    alpha) a request uploaded, for :class:`ImagesApiInput`."""
     with _lock:
         _inputs[request_id] = (image, mask)
 
@@ -106,7 +106,7 @@ class ImagesApiInput:
     CATEGORY = CATEGORY + "/api"
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("image", "mask")
-    OUTPUT_TOOLTIPS = ("The uploaded image, float32 [1, height, width, 3] in 0..1.",
+    OUTPUT_TOOLTIPS = ("The uploaded image(s), float32 [count, height, width, 3] in 0..1.",
                        "1 where the uploaded mask is transparent (OpenAI: the area to edit), else 0; all 0 "
                        "without a mask.")
     FUNCTION = "load"
@@ -127,9 +127,12 @@ class ImagesApiInput:
             raise PresetsError("input_invalid", f"no Images API request {request_id!r} is waiting for this graph.",
                                "use this node only in graphs the /v1/images routes queue.")
         image, mask = upload
-        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pictures = image if isinstance(image, list) else [image]
+        size = pictures[0].size  # a batch has one size; Redux's encoder resizes its references anyway
+        pixels = np.stack([np.asarray(picture.convert("RGB").resize(size), dtype=np.float32) / 255.0
+                           for picture in pictures])
         if mask is None:
-            repaint = np.zeros(pixels.shape[:2], dtype=np.float32)
+            repaint = np.zeros(pixels.shape[:3], dtype=np.float32)
         else:
-            repaint = 1.0 - np.asarray(mask.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
-        return torch.from_numpy(pixels)[None], torch.from_numpy(repaint)[None]
+            repaint = 1.0 - np.asarray(mask.convert("RGBA").getchannel("A"), dtype=np.float32)[None] / 255.0
+        return torch.from_numpy(pixels), torch.from_numpy(repaint)

@@ -400,13 +400,14 @@ class ImagesApi:
         uploads = (files.get("image") or []) + (files.get("image[]") or [])
         if not uploads:
             raise ApiError(400, "missing_required_parameter", "'image' (a file part) is required.", "image")
-        if len(uploads) > 1:
-            raise ApiError(400, "unsupported_value", "Edits here take one image ('image'); several images are "
-                           "not supported.", "image")
         masks = files.get("mask") or []
         if len(masks) > 1:
             raise ApiError(400, "invalid_value", "Send at most one 'mask' file.", "mask")
+        if len(uploads) > 1 and masks:
+            raise ApiError(400, "unsupported_value", "A mask goes with one image; send one 'image' to inpaint.", "mask")
         loop = asyncio.get_running_loop()
+        if len(uploads) > 1:
+            return await self.combine(request, fields, uploads)
         image = await loop.run_in_executor(None, decode_upload, uploads[0], "image")
         mask = await loop.run_in_executor(None, decode_upload, masks[0], "mask", True) if masks else None
         if mask is not None and mask.size != image.size:
@@ -426,6 +427,26 @@ class ImagesApi:
             return await self.stream(request, job, graph, request_id, "image_edit", steps)
         images = await self.run_graph(request, graph, request_id)
         return self.images_response(request, images, job, request_id)
+
+    async def combine(self, request: web.Request, fields: dict, uploads: list[bytes]) -> web.StreamResponse:
+        """Several images in one edit: on a Flux preset, Flux Redux makes a new image from all of
+        them as references, steered by the prompt; other families have no such path."""
+        loop = asyncio.get_running_loop()
+        images = [await loop.run_in_executor(None, decode_upload, data, "image") for data in uploads]
+        job = await loop.run_in_executor(None, lambda: parse_job(self.options, fields, EDIT_FIELDS, True,
+                                                                  images[0].size))
+        family = await loop.run_in_executor(None, lambda: resolve_model(self.options, job.preset_id).family)
+        if family not in REDUX_FAMILIES:
+            raise ApiError(400, "unsupported_value", f"Several images in one edit need a Flux preset (Flux Redux "
+                           f"combines them); {job.preset_id} is a {family} preset. Send one image to edit it.",
+                           "image")
+        choices = await loop.run_in_executor(None, _lora_choices) if job.loras else set()
+        request_id = str(uuid.uuid4())
+        graph = variation_graph(job, request_id, choices)
+        api_io.provide(request_id, images)
+        if job.stream:
+            return await self.stream(request, job, graph, request_id, "image_edit", job.steps)
+        return self.images_response(request, await self.run_graph(request, graph, request_id), job, request_id)
 
     def images_response(self, request: web.Request, images: list[bytes], job: ImageJob,
                         request_id: str) -> web.Response:

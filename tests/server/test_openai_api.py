@@ -289,7 +289,10 @@ def test_edits_inpaint_with_a_mask_and_img2img_without(start_api) -> None:
         ({"model": "chroma/flash", "mask": ("m.png", _mask(), "image/png")}, "family_mismatch"),  # no inpaint
         ({"model": "anima/preview"}, "family_mismatch"),
         ({"mask": ("m.png", _mask((32, 32)), "image/png")}, "invalid_value"),
-        ({"image": [("a.png", _png(), "image/png"), ("b.png", _png(), "image/png")]}, "unsupported_value"),
+        ({"image": [("a.png", _png(), "image/png"), ("b.png", _png(), "image/png")], "model": "sdxl/illustrious"},
+         "unsupported_value"),  # several images: Flux Redux only
+        ({"image": [("a.png", _png(), "image/png"), ("b.png", _png(), "image/png")],
+          "mask": ("m.png", _mask(), "image/png")}, "unsupported_value"),
         ({"extra_body": {"strength": 1.5}}, "invalid_value"),
     ]
     for kwargs, code in refusals:
@@ -297,6 +300,25 @@ def test_edits_inpaint_with_a_mask_and_img2img_without(start_api) -> None:
         with pytest.raises(openai.BadRequestError) as caught:
             client.images.edit(**arguments)
         assert caught.value.code == code, kwargs
+
+
+def test_several_images_in_one_edit_are_flux_redux_references(start_api) -> None:
+    api = start_api()
+    client = api.client()
+    images = [("a.png", _png(), "image/png"), ("b.png", _png((48, 80)), "image/png")]
+    reply = client.images.edit(image=images, prompt="both in one scene", model="flux/schnell", extra_body={"seed": 4})
+    assert _image(base64.b64decode(reply.data[0].b64_json)).size == (64, 64)  # size auto: the first image's
+    (graph,) = _graphs(api)
+    assert graph["sampler"]["class_type"] == "FluxRedux" and graph["sampler"]["inputs"]["reference"] == ["input", 0]
+    assert graph["sampler"]["inputs"]["prompt"] == "both in one scene"
+    from diffusers_presets.nodes import api_io
+
+    api_io.provide("two", [Image.new("RGB", (64, 64)), Image.new("RGB", (48, 80))])
+    try:
+        image, mask = api_io.ImagesApiInput().load("two")
+    finally:
+        api_io.take("two")
+    assert tuple(image.shape) == (2, 64, 64, 3) and tuple(mask.shape) == (2, 64, 64)  # one reference each
 
 
 def test_api_input_node_marks_transparent_pixels_for_editing() -> None:
