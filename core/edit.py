@@ -17,7 +17,7 @@ import logging
 from typing import Any, Optional
 
 from .errors import PresetsError
-from .families import _DropMessage
+from .families import DropMessage
 from .families._loading import quiet_step_bars
 from .handle import PipelineHandle
 from .images import check_image, to_pil_images
@@ -39,7 +39,7 @@ _DERIVED_ATTR = "_diffusers_presets_edit_pipes"
 # already placed, and diffusers warns each time; the user would read it as a problem with
 # their model.
 logging.getLogger("diffusers.models.modeling_utils").addFilter(
-    _DropMessage(r"There are modules in \w+ that should be kept in float32"))
+    DropMessage(r"There are modules in \w+ that should be kept in float32"))
 
 
 def edit_families(inpaint: bool) -> list[str]:

@@ -99,7 +99,7 @@ def _main(argv: list[str]) -> int:
 
         return serve_command(argv[1:])
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose)
     return run_workflow(args)
 
 
@@ -183,7 +183,7 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _configure_logging(verbosity: int) -> None:
+def configure_logging(verbosity: int) -> None:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:

@@ -22,7 +22,7 @@ from .redux import build_tiny_redux
 log = logging.getLogger(__name__)
 
 
-class _DropMessage(logging.Filter):
+class DropMessage(logging.Filter):
     """Drops the records of one logger whose message matches ``pattern`` (from its start);
     every other record, real warnings included, passes."""
 
@@ -38,14 +38,14 @@ class _DropMessage(logging.Filter):
 # (SigLIP in Flux Redux). Here that advice is harmful (the registry's torchvision builds break
 # diffusers' imports) and the PIL fallback is what we want.
 logging.getLogger("transformers.utils.import_utils").addFilter(
-    _DropMessage(r"`\w+ImageProcessor` requires torchvision \(not installed\); falling back to `\w+ImageProcessorPil`")
+    DropMessage(r"`\w+ImageProcessor` requires torchvision \(not installed\); falling back to `\w+ImageProcessorPil`")
 )
 # diffusers tokenizes whole prompts without truncation to look for textual-inversion tokens
 # (and to report truncation itself, with its own warning, which still shows); the text
 # encoders always get truncated ids. transformers' generic "will result in indexing errors"
 # is therefore false for every pipeline here.
 logging.getLogger("transformers.tokenization_utils_base").addFilter(
-    _DropMessage(r"Token indices sequence length is longer than the specified maximum sequence length ")
+    DropMessage(r"Token indices sequence length is longer than the specified maximum sequence length ")
 )
 
 # Family names; each is also the module that defines its FAMILY instance.

@@ -64,7 +64,7 @@ def hub_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _cli_download(repo_id: str, revision: Optional[str], filename: Optional[str] = None) -> str:
+def hf_download_command(repo_id: str, revision: Optional[str], filename: Optional[str] = None) -> str:
     rev = f" --revision {revision}" if revision else ""
     target = f"{repo_id} {filename}" if filename else repo_id
     return f"`hf download {target}{rev}`"
@@ -74,7 +74,7 @@ def hub_download_fix(repo_id: str, revision: Optional[str], filename: Optional[s
                      hint: str = TINY_MODELS_HINT) -> str:
     """What to do about weights missing from the local Hugging Face cache, then ``hint``."""
     return (
-        f"download it with {_cli_download(repo_id, revision, filename)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
+        f"download it with {hf_download_command(repo_id, revision, filename)}, or set {ALLOW_DOWNLOAD_ENV}=1 "
         f"to let the preset download it. {hint}"
     )
 
@@ -276,7 +276,7 @@ def _attempt(family: str, where: str, source: ModelSource, load: Callable[[], An
                 "download_failed",
                 f"downloading the {family} model {where} failed: {one_line(exc)}",
                 f"check the network connection and retry, or download it yourself with "
-                f"{_cli_download(source.repo_id, source.revision)}.",
+                f"{hf_download_command(source.repo_id, source.revision)}.",
             ) from exc
         raise PresetsError(
             "model_load_failed",

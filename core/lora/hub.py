@@ -13,7 +13,7 @@ from typing import Any
 from ..civitai.air import hf_endpoint
 from ..civitai.download import ByteProgress, payload_problem
 from ..errors import PresetsError
-from ..families._loading import _cli_download
+from ..families._loading import hf_download_command
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -24,7 +24,7 @@ def hub_lora_file(repo_id: str, filename: str, revision: str) -> Path:
     from huggingface_hub import constants, errors, hf_hub_download
 
     label = f"the Hugging Face file {repo_id}/{filename}" + (f"@{revision}" if revision != "main" else "")
-    command = _cli_download(repo_id, revision if revision != "main" else None, filename)
+    command = hf_download_command(repo_id, revision if revision != "main" else None, filename)
     login = "log in with `hf auth login` (or set HF_TOKEN)"
     options: dict[str, Any] = {}
     if "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # older releases draw their own bar

@@ -181,9 +181,9 @@ async def _serve(server: Server) -> None:
 
 def serve_command(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import _configure_logging
+    from ..cli import configure_logging
 
-    _configure_logging(max(args.verbose, 1))
+    configure_logging(max(args.verbose, 1))
     try:
         settings = settings_from_args(args)
         context = build_context(settings)
