@@ -17,6 +17,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Protocol
@@ -107,6 +108,17 @@ def run_scope(context: RunContext) -> Iterator[RunContext]:
         _current_run.reset(token)
 
 
+_MTIME_TICK_NS = 100_000_000  # generous: ext4 and NTFS stamp files to a few ms at worst
+
+
+def _mtime(path: str) -> int:
+    """A folder's mtime in ns; -1 when it does not exist (so its creation is a change)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 class _RunProgress:
     """Progress of one run: bound to the run current when it was created."""
 
@@ -135,6 +147,8 @@ class HeadlessHost:
         self.extra_folders: dict[str, list[Path]] = {}
         # preset id -> model source override ("tiny", a folder, a file), from `--model`.
         self.model_overrides: dict[str, str] = {}
+        # kind -> (folders, {walked dir: mtime}, files): see model_files
+        self._listings: dict[str, tuple[list[Path], dict[str, int], list[str]]] = {}
 
     def models_dir(self) -> Path:
         return self.models_root or _env_path("MODEL_BASE_PATH") or Path.cwd() / "models"
@@ -143,11 +157,28 @@ class HeadlessHost:
         return [self.models_dir() / kind, *self.extra_folders.get(kind, [])]
 
     def model_files(self, kind: str) -> list[str]:
+        # Node lists (INPUT_TYPES) ask on every validation: like ComfyUI's folder_paths, reuse
+        # the last walk while no folder in it changed (a new file changes its folder's mtime).
+        folders = self.model_folders(kind)
+        cached = self._listings.get(kind)
+        if cached is not None and cached[0] == folders and all(_mtime(d) == m for d, m in cached[1].items()):
+            return cached[2]
+        started = time.time_ns()
         names: set[str] = set()
-        for folder in self.model_folders(kind):
-            if folder.is_dir():
-                names.update(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
-        return sorted(names)
+        seen: dict[str, int] = {}
+        for folder in folders:
+            seen[str(folder)] = _mtime(str(folder))
+            for current, _dirs, files in os.walk(folder):
+                seen[current] = _mtime(current)
+                names.update((Path(current, name).relative_to(folder)).as_posix() for name in files)
+        listing = sorted(names)
+        # Filesystem clocks are coarse: a folder changed just before the walk could change again
+        # within the same tick, unseen. Such a walk is not reused.
+        if max(seen.values(), default=-1) < started - _MTIME_TICK_NS:
+            self._listings[kind] = (folders, seen, listing)
+        else:
+            self._listings.pop(kind, None)
+        return listing
 
     def user_presets_dir(self) -> Optional[Path]:
         return _env_path("PRESETS_DIR")

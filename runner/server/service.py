@@ -105,8 +105,9 @@ class PromptService:
         return messages
 
     async def validate(self, prompt: Any, targets: Optional[list[str]] = None) -> ValidationResult:
-        # INPUT_TYPES may list folders: keep it off the loop.
-        return await asyncio.get_running_loop().run_in_executor(None, self.engine.validate, prompt, targets)
+        # On the loop, as ComfyUI does: a thread hop cost more than validating a prompt, and the
+        # folder listings INPUT_TYPES asks for are cached on the folders' mtimes.
+        return self.engine.validate(prompt, targets)
 
     def _next_number(self, front: bool) -> float:
         with self._number_lock:
