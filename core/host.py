@@ -33,6 +33,9 @@ PreviewListener = Callable[[Any, str], None]
 
 
 class Progress(Protocol):
+    """Step progress of one node. A host's progress may also have ``preview(latent, family)``
+    to show step previews (ComfyUI's does)."""
+
     def update_absolute(self, value: int, total: Optional[int] = None) -> None: ...
 
 

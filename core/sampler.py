@@ -111,7 +111,9 @@ def generate(handle: PipelineHandle, request: GenerationRequest,
         host.throw_if_interrupted()
 
     run = current_run()
-    previews = run.preview_listener if run is not None else None
+    # The runner's run gets the latents (its server sends them); inside ComfyUI the host's
+    # progress bar draws them on the node.
+    previews = run.preview_listener if run is not None else getattr(progress, "preview", None)
     params = SamplingParams(
         prompt=prompt, negative_prompt=negative, steps=preset.steps, guidance_scale=preset.cfg, width=width,
         height=height, batch_size=request.batch_size, seed=request.seed, sampler=preset.sampler,

@@ -10,7 +10,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..core.host import Progress, set_host
 
@@ -50,14 +50,41 @@ class ComfyHost:
         return self.models_dir() / "diffusers_presets_cache"
 
     def progress(self, total: int) -> Progress:
-        import comfy.utils
-
-        return comfy.utils.ProgressBar(total)
+        return _ComfyProgress(total)
 
     def throw_if_interrupted(self) -> None:
         import comfy.model_management
 
         comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+class _ComfyProgress:
+    """ComfyUI's progress bar on the running node; step previews ride on it onto the node, as
+    KSampler's do (unless ComfyUI was started with ``--preview-method none``)."""
+
+    def __init__(self, total: int) -> None:
+        import comfy.utils
+
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def update_absolute(self, value: int, total: Optional[int] = None) -> None:
+        self.bar.update_absolute(value, total)
+
+    def preview(self, latent: Any, family: str) -> None:
+        if not _previews_enabled():
+            return
+        from ..core.previews import MAX_PREVIEW_SIZE, latent_to_image
+
+        picture = ("JPEG", latent_to_image(latent, family), MAX_PREVIEW_SIZE)
+        self.bar.update_absolute(self.bar.current, self.bar.total, picture)
+
+
+def _previews_enabled() -> bool:
+    try:
+        from comfy.cli_args import LatentPreviewMethod, args
+    except ImportError:  # a ComfyUI without the option: previews on, as its default is
+        return True
+    return args.preview_method != LatentPreviewMethod.NoPreviews
 
 
 def _unload_with_comfyui() -> None:

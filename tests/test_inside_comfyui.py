@@ -22,6 +22,7 @@ nodes = pack.NODE_CLASS_MAPPINGS
 (handle,) = nodes["PresetLoader"]().load("demo/flux")
 (images,) = nodes["FixedSampler"]().sample(handle, "a fox", "", 1, 0, 0, 1)
 steps = list(comfy.utils.updates)
+previews = list(comfy.utils.previews)
 comfy.utils.updates.clear()
 original = comfy.utils.ProgressBar.update_absolute
 def interrupt_at_two(self, value, total=None, preview=None):
@@ -39,7 +40,7 @@ cached_before = len(cache)
 comfy.model_management.unload_all_models()  # what ComfyUI's "Unload Models" / POST /free calls
 unload = {"before": cached_before, "after": len(cache), "comfy": comfy.model_management.unloaded}
 lora_choices = nodes["CivitaiLoraLoader"].INPUT_TYPES()["required"]["lora"][0]
-print(json.dumps({"lora_choices": lora_choices, "unload": unload, "host": host.name, "shape": list(images.shape), "steps": steps, "interrupted": interrupted,
+print(json.dumps({"lora_choices": lora_choices, "unload": unload, "host": host.name, "shape": list(images.shape), "steps": steps, "previews": previews, "interrupted": interrupted,
                    "after_interrupt": list(comfy.utils.updates), "users_presets": str(host.user_presets_dir()),
                    "loras": [str(p) for p in host.model_folders("loras")]}))
 """
@@ -62,6 +63,8 @@ def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_mo
     assert report["host"] == "comfyui"
     assert report["shape"] == [1, 64, 64, 3]
     assert report["steps"] == [[value, 50] for value in range(1, 51)]  # flux/dev's 50 steps
+    # a live preview on the node with every step, as KSampler's (64 px image: an 8x8 latent shown at 8x)
+    assert report["previews"] == [[value, 50, "JPEG", [64, 64], 512] for value in range(1, 51)]
     assert report["interrupted"] == "InterruptProcessingException"  # ComfyUI's own exception, unchanged
     assert report["after_interrupt"][-1] == [2, 50]
     assert report["users_presets"] == str(models / "diffusers_presets")

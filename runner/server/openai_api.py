@@ -136,13 +136,13 @@ class PartialImages:
         self.sent = 0
 
     def __call__(self, latent: Any, family: str) -> None:
-        from . import previews
+        from ...core.previews import latent_to_image  # numpy and PIL: only when streaming
 
         self.seen += 1
         count = self.job.partial_images
         if self.sent >= count or self.seen * (count + 1) < (self.sent + 1) * self.steps:
             return
-        picture = previews.latent_to_image(latent, family).resize((self.job.width, self.job.height))
+        picture = latent_to_image(latent, family).resize((self.job.width, self.job.height))
         data = api_io.encode_picture(picture, self.job.output_format, self.job.output_compression)
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (self.sent, data))
         self.sent += 1

@@ -21,6 +21,7 @@ from ...core.errors import PresetsError
 from ..engine import Engine, PromptResult, ValidationResult
 from ..engine import events as ev
 from ..workflow_shape import check_api_prompt
+from ...core.previews import latent_to_image
 from . import previews
 from .events import EventHub
 from .store import DuplicatePrompt, HistoryRecord, PromptStore, QueueItem, failed_entry
@@ -302,7 +303,7 @@ class PromptService:
             listener(item.prompt_id, latent, family)
         if self.preview_method == "none" or not self._preview_throttle.ready(item.prompt_id):
             return
-        jpeg = previews.encode_jpeg(previews.latent_to_image(latent, family))
+        jpeg = previews.encode_jpeg(latent_to_image(latent, family))
         metadata = {"node_id": node_id, "prompt_id": item.prompt_id, "display_node_id": node_id,
                     "parent_node_id": None, "real_node_id": node_id}
         self.hub.call_soon(self.hub.send_preview, previews.frame(jpeg, metadata), previews.frame(jpeg), item.client_id)

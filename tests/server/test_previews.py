@@ -9,18 +9,19 @@ from engine_stubs import StubSteps
 from PIL import Image
 from server_helpers import Socket, http, stub_registry
 
+from diffusers_presets.core.previews import latent_to_image
 from diffusers_presets.runner.server import previews
 
 
 def test_sdxl_factors_and_the_fallback_projection() -> None:
-    image = previews.latent_to_image(np.zeros((4, 8, 10), dtype=np.float32), "sdxl")
+    image = latent_to_image(np.zeros((4, 8, 10), dtype=np.float32), "sdxl")
     assert image.size == (80, 64)  # 8x the latent
     assert image.getpixel((5, 5)) == (150, 140, 130)  # the bias
     first_channel = np.zeros((4, 8, 8), dtype=np.float32)
     first_channel[0] = 1
-    assert previews.latent_to_image(first_channel, "sdxl").getpixel((0, 0)) == (210, 200, 190)
+    assert latent_to_image(first_channel, "sdxl").getpixel((0, 0)) == (210, 200, 190)
     rng = np.random.default_rng(0)
-    flux = previews.latent_to_image(rng.standard_normal((16, 128, 128)).astype(np.float32), "flux")
+    flux = latent_to_image(rng.standard_normal((16, 128, 128)).astype(np.float32), "flux")
     assert flux.size == (512, 512)  # capped at MAX_PREVIEW_SIZE
     assert np.array(flux).std() > 10  # structure is visible
 

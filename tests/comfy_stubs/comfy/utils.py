@@ -4,6 +4,7 @@ ComfyUI's progress hook does."""
 from . import model_management
 
 updates = []  # (value, total) in call order
+previews = []  # (value, total, format, [width, height], max size) of updates that carried a preview
 
 
 class ProgressBar:
@@ -15,7 +16,10 @@ class ProgressBar:
         if total is not None:
             self.total = total
         self.current = value
-        updates.append((value, self.total))
+        if preview is None:
+            updates.append((value, self.total))
+        else:
+            previews.append((value, self.total, preview[0], list(preview[1].size), preview[2]))
         model_management.throw_exception_if_processing_interrupted()
 
     def update(self, value):
