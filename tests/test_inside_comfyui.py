@@ -3,15 +3,10 @@ tests/comfy_stubs), it uses ComfyUI's folders, ProgressBar and interrupt."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.comfy_loading import LOAD_PACK
+from tests.comfy_loading import LOAD_PACK, run_in_comfyui
 
-STUBS = Path(__file__).resolve().parent / "comfy_stubs"
 
 SCRIPT = LOAD_PACK + """
 import json
@@ -54,12 +49,7 @@ def test_uses_comfyui_folders_progress_bar_and_interrupt(tmp_path: Path, tiny_mo
     (models / "loras" / "styles").mkdir(parents=True)
     (models / "loras" / "styles" / "ink.safetensors").write_bytes(b"listed, never read here")
     (models / "loras" / "notes.txt").write_text("not a LoRA")
-    env = {**os.environ, "STUB_COMFY_MODELS": str(models), "PYTHONPATH": str(STUBS)}
-    env.pop("PRESETS_DIR", None)
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_in_comfyui(SCRIPT, models, tmp_path)
     assert report["host"] == "comfyui"
     assert report["shape"] == [1, 64, 64, 3]
     assert report["steps"] == [[value, 50] for value in range(1, 51)]  # flux/dev's 50 steps

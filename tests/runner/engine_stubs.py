@@ -274,6 +274,11 @@ class StubAsync(_Recorded):
         return (value * 2,)
 
 
+def node(class_type, **inputs):
+    """An API-format prompt node."""
+    return {"class_type": class_type, "inputs": inputs}
+
+
 STUB_NODES = {
     name: obj
     for name, obj in dict(globals()).items()

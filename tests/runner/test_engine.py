@@ -8,15 +8,7 @@ import pytest
 from diffusers_presets.runner.engine import Engine
 
 import engine_stubs as stubs
-from engine_stubs import CALLS, calls_of
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    CALLS.clear()
-    stubs.StubSteps.HOOKS = []
-    yield
-    CALLS.clear()
+from engine_stubs import CALLS, calls_of, node
 
 
 @pytest.fixture
@@ -30,10 +22,6 @@ def run(engine, prompt, **kwargs):
     events = []
     result = engine.run(validation, on_event=lambda e, d: events.append((e, d)), **kwargs)
     return result, events
-
-
-def node(class_type, **inputs):
-    return {"class_type": class_type, "inputs": inputs}
 
 
 def chain(seed=1):

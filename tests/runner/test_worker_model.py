@@ -6,26 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import pytest
 
 from diffusers_presets.runner.engine import Engine
 from diffusers_presets.runner.engine.calls import run_awaitable
 
 import engine_stubs as stubs
-from engine_stubs import CALLS
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    CALLS.clear()
-    stubs.StubSteps.HOOKS = []
-    yield
-    CALLS.clear()
-    stubs.StubSteps.HOOKS = []
-
-
-def node(class_type, **inputs):
-    return {"class_type": class_type, "inputs": inputs}
+from engine_stubs import node
 
 
 def steps_prompt(steps: int, tag: int) -> dict:

@@ -3,15 +3,10 @@ a request becomes a prompt on its PromptQueue, answered from ComfyUI's history."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.comfy_loading import LOAD_PACK
+from tests.comfy_loading import LOAD_PACK, run_in_comfyui
 
-STUBS = Path(__file__).resolve().parents[1] / "comfy_stubs"
 
 SCRIPT = """
 import asyncio, base64, io, json, threading
@@ -66,12 +61,7 @@ print(json.dumps({"pixel": list(pixel), "refused": refused, "len": len(item), "n
 def test_routes_mount_on_comfyui_and_queue_a_prompt(tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    env = {**os.environ, "STUB_COMFY_MODELS": str(models), "PYTHONPATH": str(STUBS)}
-    env.pop("PRESETS_DIR", None)
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_in_comfyui(SCRIPT, models, tmp_path)
     assert report["pixel"] == [255, 0, 0]
     assert report["refused"] == "unsupported_size"
     assert report["len"] == 6 and report["number"] == 0  # ComfyUI's 6-tuple queue item
