@@ -7,7 +7,7 @@ from typing import Optional
 from ..core.handle import PipelineHandle
 from ..core.sampler import GenerationRequest, generate
 from .common import (BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT,
-                     record_lora_provenance)
+                     prompt_input, record_lora_provenance)
 
 
 class FixedSampler:
@@ -24,11 +24,9 @@ class FixedSampler:
         return {
             "required": {
                 "pipeline": HANDLE_INPUT,
-                "prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                      "tooltip": "What to draw. Tags for tag-style presets, sentences otherwise."}),
-                "negative_prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                               "tooltip": "What to avoid. Ignored (with a warning) by families without "
-                                                          "negative prompts (Flux, Z-Image)."}),
+                "prompt": prompt_input("What to draw. Tags for tag-style presets, sentences otherwise."),
+                "negative_prompt": prompt_input("What to avoid. Ignored (with a warning) by families without "
+                                                "negative prompts (Flux, Z-Image)."),
                 "seed": SEED_INPUT,
                 "width": SIZE_INPUT,
                 "height": SIZE_INPUT,

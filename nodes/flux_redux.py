@@ -8,7 +8,7 @@ from ..core.handle import PipelineHandle
 from ..core.redux import redux_generate
 from ..core.sampler import GenerationRequest
 from .common import (BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT,
-                     record_lora_provenance)
+                     prompt_input, record_lora_provenance)
 
 
 class FluxRedux:
@@ -33,9 +33,7 @@ class FluxRedux:
                 "width": SIZE_INPUT,
                 "height": SIZE_INPUT,
                 "batch_size": BATCH_INPUT,
-                "prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                      "tooltip": "Optional text that steers the result. Empty = the references "
-                                                 "alone."}),
+                "prompt": prompt_input("Optional text that steers the result. Empty = the references alone."),
                 "prompt_balance": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
                                              "tooltip": "Prompt against references. 0 = references only (the "
                                                         "prompt is ignored); 0.5 = both at full strength "

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from ..core.edit import edit_families, edit_generate
 from ..core.sampler import GenerationRequest
 from .common import (BATCH_INPUT, CATEGORY, HANDLE_INPUT, IMAGE_OUTPUT_TOOLTIP, SEED_INPUT, SIZE_INPUT,
-                     record_lora_provenance)
+                     prompt_input, record_lora_provenance)
 
 
 class ImageEdit:
@@ -31,10 +31,8 @@ class ImageEdit:
                 "width": SIZE_INPUT,
                 "height": SIZE_INPUT,
                 "batch_size": BATCH_INPUT,
-                "prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                      "tooltip": "What the result should show."}),
-                "negative_prompt": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                               "tooltip": "What to avoid (families with negative prompts)."}),
+                "prompt": prompt_input("What the result should show."),
+                "negative_prompt": prompt_input("What to avoid (families with negative prompts)."),
                 "strength": ("FLOAT", {"default": 0.6, "min": 0.01, "max": 1.0, "step": 0.01,
                                        "tooltip": "How far from the image: a little (0.1) to a new image (1.0). "
                                                   "Runs this share of the preset's steps."}),

@@ -251,7 +251,8 @@ class ImagesApi:
         if not key:
             return
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode("utf-8", "surrogateescape"), key.encode()):
             raise ApiError(401, "invalid_api_key", "Incorrect API key provided. Send `Authorization: Bearer <key>` "
                            "with the key the server was started with (RUNNER_API_KEY).")
 
@@ -265,7 +266,7 @@ class ImagesApi:
             raise _too_large(request) from None
         try:
             body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
             raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_json", "The request body must be a JSON object.")

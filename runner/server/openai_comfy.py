@@ -67,7 +67,6 @@ class ComfyBackend:
 
                 nodes.interrupt_processing()
 
-
     def watch_steps(self, prompt_id: str, callback: Callable[[Any, str], None]) -> Callable[[], None]:
         """ComfyUI has no per-prompt hook for step latents: no partial images here."""
         return lambda: None

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ...core.errors import PresetsError
+from ...nodes.api_io import FORMATS
 from .openai_caption import VisionSettings
 from .openai_errors import ApiError, from_core, invalid
 
 MAX_N = 10
 MAX_PROMPT = 32000
-FORMATS = ("png", "jpeg", "webp")
 QUALITIES = ("auto", "standard", "hd", "low", "medium", "high")
 # Qualities that mean "the model as named" (no switch of preset).
 _NEUTRAL_QUALITIES = ("auto", "standard")
@@ -34,6 +34,7 @@ DEFAULT_QUALITY_MAP = {"flux": {"low": "flux/schnell", "medium": "flux/schnell",
 FIXED_PARAMETERS = ("guidance_scale", "num_inference_steps", "steps", "cfg", "cfg_scale", "sampler", "scheduler")
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 _MAX_SEED = 2**64 - 1
+_SHOWN = 60  # characters of a refused value quoted back
 
 GENERATION_FIELDS = frozenset({
     "prompt", "model", "n", "size", "quality", "response_format", "style", "user", "background", "moderation",
@@ -129,16 +130,25 @@ def parse_quality_map(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 # --- values ----------------------------------------------------------------------------------------
+def _shown(value: Any) -> str:
+    """A client's value in an error message, cut short (a request may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
 def _int(body: dict, name: str, default: int, low: int, high: int) -> int:
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if re.fullmatch(r"-?\d{1,40}", text):
+        value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid("invalid_type", f"'{name}' must be an integer, got {value!r}.", name)
+        # Longer digit strings are out of every range here (and int() refuses over 4300 digits).
+        code = "invalid_value" if re.fullmatch(r"-?\d+", text) else "invalid_type"
+        raise invalid(code, f"'{name}' must be an integer from {low} to {high}, got {_shown(value)}.", name)
     if not low <= value <= high:
-        raise invalid("invalid_value", f"'{name}' must be from {low} to {high}, got {value}.", name)
+        raise invalid("invalid_value", f"'{name}' must be from {low} to {high}, got {_shown(value)}.", name)
     return value
 
 
@@ -148,10 +158,10 @@ def _float(body: dict, name: str, default: float, low: float, high: float) -> fl
         return default
     try:
         number = float(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
         number = None
     if number is None or number != number:
-        raise invalid("invalid_type", f"'{name}' must be a number, got {value!r}.", name)
+        raise invalid("invalid_type", f"'{name}' must be a number, got {_shown(value)}.", name)
     if not low <= number <= high:
         raise invalid("invalid_value", f"'{name}' must be from {low:g} to {high:g}, got {number:g}.", name)
     return number
@@ -162,7 +172,7 @@ def _bool(body: dict, name: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if not isinstance(value, bool) and value is not None:
-        raise invalid("invalid_type", f"'{name}' must be true or false, got {value!r}.", name)
+        raise invalid("invalid_type", f"'{name}' must be true or false, got {_shown(value)}.", name)
     return bool(value)
 
 
@@ -171,7 +181,7 @@ def _choice(body: dict, name: str, default: str, allowed: tuple[str, ...]) -> st
     if value is None:
         return default
     if value not in allowed:
-        raise invalid("invalid_value", f"'{name}' must be one of {', '.join(allowed)}, got {value!r}.", name)
+        raise invalid("invalid_value", f"'{name}' must be one of {', '.join(allowed)}, got {_shown(value)}.", name)
     return value
 
 
@@ -195,7 +205,7 @@ def _loras(value: Any) -> list[tuple[str, float]]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid("invalid_value", "'lora_settings' is not valid JSON.", "lora_settings") from None
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise invalid("invalid_type", "'lora_settings' must be a list of {\"name\": ..., \"weight\": ...} objects.",
@@ -230,7 +240,7 @@ def resolve_model(options: ApiOptions, model: Optional[str]) -> Any:
     if defaults:
         return defaults[0]
     known = ", ".join(sorted(options.alias_map()) + presets.ids())
-    raise ApiError(404, "preset_not_found", f"The model '{name}' does not exist. Use one of: {known}.", "model")
+    raise ApiError(404, "preset_not_found", f"The model {_shown(name)} does not exist. Use one of: {known}.", "model")
 
 
 def apply_quality(options: ApiOptions, preset: Any, quality: str) -> Any:
@@ -269,7 +279,7 @@ def resolve_size(preset: Any, size: Optional[str], auto: Optional[tuple[int, int
         return effective.width, effective.height
     match = _SIZE.match(size) if isinstance(size, str) else None
     if not match:
-        raise invalid("unsupported_size", f"size must be 'auto' or WIDTHxHEIGHT (e.g. 1024x1024), got {size!r}.",
+        raise invalid("unsupported_size", f"size must be 'auto' or WIDTHxHEIGHT (e.g. 1024x1024), got {_shown(size)}.",
                       "size")
     width, height = int(match.group(1)), int(match.group(2))
     try:

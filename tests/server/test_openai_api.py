@@ -211,6 +211,32 @@ def test_api_key_is_required_when_set(start_api) -> None:
     assert [m.id for m in api.client(key="s3cret").models.list()]
 
 
+def test_hostile_values_are_4xx_envelopes_that_quote_little(start_api) -> None:
+    """Nesting past the JSON parser's depth, digit strings past int()'s limit, integers past a
+    float's range and a key header that is not UTF-8: 4xx envelopes, never the bare 500."""
+    api = start_api(api_key="s3cret")
+    url = api.url + "/v1/images/generations"
+    auth = {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
+    deep = http("POST", url, raw=b"[" * 100000 + b"]" * 100000, headers=auth)
+    assert deep.status == 400 and deep.json()["error"]["code"] == "invalid_json"
+    cases = [
+        ({"seed": "9" * 5000}, "invalid_value", "seed"),
+        ({"n": 10**400}, "invalid_value", "n"),
+        ({"lora_settings": "[" * 100000}, "invalid_value", "lora_settings"),
+        ({"lora_settings": [{"name": "a.safetensors", "weight": 10**400}]}, "invalid_type", "weight"),
+        ({"quality": ["x"] * 10000}, "invalid_value", "quality"),
+    ]
+    for fields, code, param in cases:
+        reply = http("POST", url, raw=json.dumps({"prompt": "x", "model": "gpt-image-1", **fields}).encode(),
+                     headers=auth)
+        error = reply.json()["error"]
+        assert (reply.status, error["code"], error["param"]) == (400, code, param), fields
+        assert len(error["message"]) < 200, fields  # the value is quoted short, not echoed whole
+    not_utf8 = http("POST", url, {"prompt": "x"}, headers={"Authorization": "Bearer s3\xe9\xff"})
+    assert not_utf8.status == 401 and not_utf8.json()["error"]["code"] == "invalid_api_key"
+    assert b"s3cret" not in not_utf8.body
+
+
 def test_url_images_expire_and_are_deleted(start_api, tmp_path: Path) -> None:
     data = tmp_path / "images"
     data.mkdir()
