@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterator, Optional
 from .errors import PresetsError
 from .files import write_atomically
 from .host import get_host
+from .lora.compat import PRESET_LINEAGES
 from .presets import FAMILY_NAMES, SHIPPED_DIR, Preset, PresetRegistry
 
 log = logging.getLogger(__name__)
@@ -100,21 +101,15 @@ def error_field(error: PresetsError) -> Optional[str]:
 
 
 # --- base model aliases ---------------------------------------------------------------------------------
-def _lineages() -> dict[str, tuple[str, str]]:
-    from .lora.compat import PRESET_LINEAGES
-
-    return PRESET_LINEAGES
-
-
 def parse_base_model(text: Any) -> tuple[str, Optional[str]]:
     """``sdxl`` -> (sdxl, None); ``pony`` -> (sdxl, pony); ``flux_dev`` -> (flux, flux-dev)."""
     if isinstance(text, str):
         key = text.strip().lower().replace("_", "-")
         if key in FAMILY_NAMES:
             return key, None
-        if key in _lineages():
-            return _lineages()[key][0], key
-    names = list(FAMILY_NAMES) + [name.replace("-", "_") for name in _lineages()]
+        if key in PRESET_LINEAGES:
+            return PRESET_LINEAGES[key][0], key
+    names = list(FAMILY_NAMES) + [name.replace("-", "_") for name in PRESET_LINEAGES]
     raise _invalid("base_model", text, f"one of {', '.join(names)}")
 
 
@@ -218,15 +213,17 @@ class Store:
             yield
 
     def _index(self) -> dict:
-        try:
-            if self._folder is None:
-                raise FileNotFoundError
-            data = json.loads((self.folder / INDEX_NAME).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            data = {}
-        except (OSError, ValueError) as exc:
-            raise PresetsError("preset_invalid", f"{self.folder / INDEX_NAME} is not readable JSON ({exc}).",
-                               "fix or remove the file (it holds configuration names, seeds and model defaults).")
+        data: dict = {}
+        if self._folder is not None:
+            try:
+                data = json.loads((self._folder / INDEX_NAME).read_text(encoding="utf-8"))
+                if not isinstance(data, dict):
+                    raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as exc:
+                raise PresetsError("preset_invalid", f"{self._folder / INDEX_NAME} is not readable JSON ({exc}).",
+                                   "fix or remove the file (it holds configuration names, seeds and model defaults).")
         data.setdefault("configurations", {})
         data.setdefault("model_defaults", {})
         return data

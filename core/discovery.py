@@ -107,16 +107,12 @@ def _family_of_index(index: dict) -> tuple[Optional[str], str]:
     return pipeline_families().get(class_name), class_name or "no _class_name"
 
 
-def read_header(path: Path) -> dict:
-    """The JSON header of a safetensors file; never reads the tensors."""
+def checkpoint_family(path: Path) -> Optional[str]:
+    """The family of a single-file checkpoint from its tensor names (the safetensors header
+    only, never the tensors), or None when unknown."""
     from .lora.compat import read_safetensors_header
 
-    return read_safetensors_header(path)
-
-
-def checkpoint_family(path: Path) -> Optional[str]:
-    """The family of a single-file checkpoint from its tensor names, or None when unknown."""
-    header = read_header(path)
+    header = read_safetensors_header(path)
     keys = [key for key in header if key != "__metadata__"]
     for pattern, family in _CHECKPOINT_RULES:
         if any(pattern.search(key) for key in keys):
@@ -135,13 +131,15 @@ def _walk(folder: Path) -> Iterable[Path]:
 def scan_diffusers(folders: list[Path]) -> list[ModelEntry]:
     """Pipeline folders (with a model index) under each diffusers models folder."""
     entries: list[ModelEntry] = []
+    seen: set[Path] = set()
     for root in folders:
         if not root.is_dir():
             continue
         for index_path in sorted(p for name in INDEX_FILES for p in root.rglob(name)):
             folder = index_path.parent
-            if any(e.path == str(folder) for e in entries):
+            if folder in seen:
                 continue  # a folder with both index files
+            seen.add(folder)
             family, detail = _family_of_index(_read_index(folder) or {})
             entries.append(ModelEntry("diffusers", folder.relative_to(root).as_posix(), str(folder), family,
                                       _is_supported(family), detail))
@@ -259,13 +257,14 @@ def _mark_presets(entries: list[ModelEntry]) -> None:
         log.warning("%s", exc)
         return
     host = get_host()
+    diffusers_folders, checkpoint_folders = host.model_folders("diffusers"), host.model_folders("checkpoints")
     for preset in presets:
         source = preset.source
         for entry in entries:
             if entry.kind == "diffusers" and "folder" in source:
-                used = _same_path(source["folder"], entry.path, host.model_folders("diffusers"))
+                used = _same_path(source["folder"], entry.path, diffusers_folders)
             elif entry.kind == "checkpoint" and "file" in source and "repo" not in source:
-                used = _same_path(source["file"], entry.path, host.model_folders("checkpoints"))
+                used = _same_path(source["file"], entry.path, checkpoint_folders)
             elif entry.kind == "hub" and "repo" in source:
                 used = source["repo"] == entry.name and source.get("revision", "main") in (entry.revision,
                                                                                           Path(entry.path).name)

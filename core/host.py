@@ -83,10 +83,6 @@ class RunContext:
     def request_interrupt(self) -> None:
         self._interrupt.set()
 
-    @property
-    def interrupt_requested(self) -> bool:
-        return self._interrupt.is_set()
-
     def throw_if_interrupted(self) -> None:
         if self._interrupt.is_set():
             raise Interrupted()

@@ -194,6 +194,15 @@ def test_writes_need_a_user_folder(host, monkeypatch: pytest.MonkeyPatch) -> Non
     assert error.value.code == "preset_read_only" and "PRESETS_DIR" in error.value.fix
 
 
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_a_damaged_index_is_a_preset_invalid_error(store: Store, text: str) -> None:
+    store.folder.mkdir(parents=True)
+    (store.folder / "configurations.json").write_text(text, encoding="utf-8")
+    with pytest.raises(PresetsError) as error:
+        store.all()
+    assert error.value.code == "preset_invalid" and "configurations.json" in error.value.message
+
+
 def test_changing_the_base_model_inherits_from_the_new_family(store: Store) -> None:
     store.create({"base_model": "sdxl", "name": "moving", "model_id": "tiny", "steps": 7})
     moved = store.update("sdxl/moving", {"base_model": "flux_schnell", "resolution_width": 512,

@@ -62,6 +62,17 @@ def test_size_that_breaks_the_family_rule(host, tiny_models, fresh_cache) -> Non
     assert fresh_cache.loads == 0  # refused before any weights were read
 
 
+def test_a_batch_must_not_run_past_the_last_seed(host, tiny_models, fresh_cache) -> None:
+    from diffusers_presets.core.sampler import MAX_SEED, GenerationRequest, validate_request
+
+    validate_request(GenerationRequest("a fox", seed=MAX_SEED - 1, batch_size=2))  # seeds MAX-1, MAX: fine
+    with pytest.raises(PresetsError) as info:
+        run("demo/sdxl", seed=MAX_SEED, batch=2)  # image 1 would need seed MAX + 1
+    assert info.value.code == "input_invalid"
+    assert f"0..{MAX_SEED - 1}" in info.value.message and str(MAX_SEED - 1) in info.value.fix
+    assert fresh_cache.loads == 0  # refused before any weights were read
+
+
 def test_unknown_preset(host) -> None:
     with pytest.raises(PresetsError) as info:
         PresetLoader().load("flux/turbo")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import BinaryIO, Optional
 from urllib.parse import unquote, urlsplit
 
 from ..civitai.air import LoraRef, civitai_hosts, format_air, parse_reference
@@ -17,6 +16,7 @@ from ..civitai.client import CivitaiClient, CivitaiFile, ModelVersion
 from ..civitai.download import DownloadSpec, download_file, sanitize_filename
 from ..civitai.transport import host_of
 from ..errors import PresetsError
+from ..files import write_atomically
 from ..host import get_host
 from .compat import refuse_other_family
 from .library import (LoraRecord, download_folder, file_sha256, find_local, find_record, now_iso, read_record,
@@ -183,12 +183,12 @@ def _resolve_hf(ref: LoraRef, target: Optional[Path]) -> ResolvedLora:
     if target is None:
         return ResolvedLora(path=path, sha256=hub_sha256(path) or file_sha256(path), label=label, source_url=url)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        shutil.copyfile(path, part)
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
+
+    def copy(out: BinaryIO) -> None:
+        with open(path, "rb") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+    write_atomically(target, copy)
     record = write_record(target, LoraRecord(sha256=hub_sha256(path) or file_sha256(target), size=0, mtime_ns=0,
                                              source_url=url, retrieved_at=now_iso()))
     return _from_record(target, record, label=label)
