@@ -60,6 +60,7 @@ from .presets import FAMILY_NAMES, SHIPPED_DIR, Preset, PresetRegistry
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "configurations.json"
+LOCK_WAIT_S = 60
 LOCK_NAME = ".configurations.lock"
 FIELDS = ("id", "model_id", "base_model", "name", "description", "is_default", "steps", "cfg_scale", "sampler",
           "scheduler", "clip_skip", "resolution_width", "resolution_height", "batch_size", "seed",
@@ -206,11 +207,22 @@ class Store:
     # -- locking and the index -------------------------------------------------------------------------
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        from filelock import FileLock
+        from filelock import FileLock, Timeout
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        with _thread_lock, FileLock(str(self.folder / LOCK_NAME), timeout=60):
-            yield
+        lock = FileLock(str(self.folder / LOCK_NAME), timeout=LOCK_WAIT_S)
+        with _thread_lock:
+            try:
+                lock.acquire()
+            except Timeout:
+                raise PresetsError("preset_read_only", f"another process has held {self.folder / LOCK_NAME} for "
+                                   f"{LOCK_WAIT_S} s; the configuration was not written.",
+                                   "try again; if it persists, stop the process that holds it (or delete the lock "
+                                   "file when none runs).") from None
+            try:
+                yield
+            finally:
+                lock.release()
 
     def _index(self) -> dict:
         data: dict = {}

@@ -213,3 +213,17 @@ def test_changing_the_base_model_inherits_from_the_new_family(store: Store) -> N
     with pytest.raises(PresetsError) as error:
         store.update("sdxl/moving", {"id": "flux/renamed"})
     assert error.value.field == "id"
+
+
+def test_a_lock_held_elsewhere_is_a_coded_error_not_a_hang(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    from diffusers_presets.core import configurations
+
+    monkeypatch.setattr(configurations, "LOCK_WAIT_S", 0.2)
+    store.folder.mkdir(parents=True)
+    with FileLock(str(store.folder / configurations.LOCK_NAME)):  # another process's hold, as the OS sees it
+        with pytest.raises(PresetsError) as error:
+            store.create({"base_model": "flux", "name": "blocked", "model_id": "tiny"})
+    assert error.value.code == "preset_read_only" and "try again" in error.value.fix
+    assert store.create({"base_model": "flux", "name": "free", "model_id": "tiny"})["name"] == "free"
