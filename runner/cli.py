@@ -36,8 +36,8 @@ from .convert import convert_workflow
 from .engine import Engine, PromptResult, ValidationResult
 from .engine import executor
 from .engine.schema import display_title, node_schema
-from .host_setup import configure_host, parse_assignment
-from .workflow_io import parse_json, read_workflow
+from .host_setup import configure_host, parse_assignment, parse_value
+from .workflow_io import read_workflow
 
 log = logging.getLogger(__name__)
 
@@ -197,18 +197,6 @@ def configure_logging(verbosity: int) -> None:
 
 
 # --- preparing the prompt -----------------------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    """JSON if it parses, else the text itself; JSON that is too deep or too large to be a
-    value (a nesting or digit bomb) is refused."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    except (RecursionError, ValueError):
-        pass  # parse_json says why
-    return parse_json(text, f"--set value {text[:40]!r}", "input_invalid", "Pass a plain number, string or small JSON value.")
-
-
 def apply_overrides(prompt: dict, assignments: list[str], registry: dict[str, type]) -> None:
     """``--set NODE_ID.INPUT=VALUE`` on the API prompt."""
     for text in assignments:
@@ -240,7 +228,7 @@ def apply_overrides(prompt: dict, assignments: list[str], registry: dict[str, ty
                     f"--set {shown}: node {node_id} ({node['class_type']}) has no input {name!r}.",
                     f"Its inputs are: {', '.join(declared)}.",
                 )
-        inputs[name] = _parse_value(value)
+        inputs[name] = parse_value(value, "--set")
 
 
 def _natural(node_id: str) -> tuple:

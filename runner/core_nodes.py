@@ -273,7 +273,7 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: str) -> Any:
-        if not annotated_path(image).is_file():
+        if not isinstance(image, str) or not annotated_path(image).is_file():  # `--set 2.image=5` is no file name
             return f"Invalid image file: {image} (looked in {DIRECTORIES.input}; use --input-dir)"
         return True
 

@@ -9,13 +9,15 @@ runner can use an existing ComfyUI models folder.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ..core.errors import PresetsError
 from ..core.host import HeadlessHost
+from .workflow_io import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def read_extra_model_paths(path: Path) -> dict[str, list[Path]]:
 
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as ex:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as ex:  # RecursionError: a nesting bomb
         raise PresetsError(
             "workflow_invalid",
             f"{path}: cannot read the extra model paths file ({ex}).",
@@ -106,3 +108,15 @@ def parse_assignment(text: str, option: str, form: str, example: str) -> tuple[s
     if not sep or not key.strip():
         raise PresetsError("workflow_invalid", f"{option} {text!r}: expected {form}.", f"Example: {option} {example}")
     return key.strip(), value
+
+
+def parse_value(text: str, option: str) -> Any:
+    """The VALUE of ``option``'s ``KEY=VALUE``: JSON if it parses, else the text itself; JSON
+    too deep or too large to be a value (a nesting or digit bomb) is refused (``input_invalid``)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    except (RecursionError, ValueError):
+        pass  # parse_json says why
+    return parse_json(text, f"{option} value {text[:40]!r}", "input_invalid", "Pass a plain number, string or small JSON value.")

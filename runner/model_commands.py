@@ -199,7 +199,7 @@ def _config_options(parser: argparse.ArgumentParser, adding: bool) -> None:
 
 
 def _config_body(args: argparse.Namespace) -> dict:
-    from .host_setup import parse_assignment
+    from .host_setup import parse_assignment, parse_value
 
     names = ("base_model", "model_id", "name", "description", "steps", "cfg_scale", "sampler", "clip_skip",
              "resolution_width", "resolution_height", "batch_size", "seed", "is_default")
@@ -209,10 +209,7 @@ def _config_body(args: argparse.Namespace) -> dict:
     params = {}
     for text in args.param:
         key, value = parse_assignment(text, "--param", "KEY=VALUE", "max_sequence_length=256")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        params[key] = parse_value(value, "--param")
     if params:
         body["additional_params"] = params
     return body

@@ -207,6 +207,7 @@ class Resolver:
     def _lora(self, reference: str, family: Optional[str]) -> tuple[Optional[str], str]:
         from ..core.civitai.air import parse_reference
         from ..core.discovery import lora_matches
+        from ..core.presets import FAMILY_NAMES
 
         try:
             ref = parse_reference(reference)
@@ -219,7 +220,7 @@ class Resolver:
 
             if any(c.is_file() for c in local_candidates(ref.path)):
                 return None, ""
-        if ref.kind == "civitai" and ref.ecosystem in self._families():
+        if ref.kind == "civitai" and ref.ecosystem in FAMILY_NAMES:
             family = ref.ecosystem
         fits = [e for e in self.loras if e.supported and (family is None or e.family == family)]
         fits.sort(key=lambda e: e.name.lower())
@@ -234,15 +235,9 @@ class Resolver:
             return _lora_value(fits[0], ref.kind), "family"
         raise PresetsError("lora_not_found",
                            f"the LoRA {reference!r} is not in the local library, and no local "
-                           f"{family or ''} LoRA {self._tried()} fits.".replace("  ", " "),
+                           f"{family + ' ' if family else ''}LoRA {self._tried()} fits.",
                            "download it once with network access (run the workflow), put the file into the "
                            "loras folder, or remove the loader.")
-
-    @staticmethod
-    def _families() -> tuple[str, ...]:
-        from ..core.presets import FAMILY_NAMES
-
-        return FAMILY_NAMES
 
 
 def _override_value(entry: Any) -> str:
@@ -379,5 +374,10 @@ def sync_workflow(source: str, output: Optional[str], by_name: bool = True, by_f
     if output == "-":
         return changes, data
     if changes or output:
-        write_atomically(Path(output or source), data)
+        target = Path(output or source)
+        try:
+            write_atomically(target, data)
+        except OSError as exc:  # -o names a folder, or a folder that does not exist or is read-only
+            raise PresetsError("input_invalid", f"cannot write the workflow to {target}: {exc.strerror or exc}.",
+                               "give -o a file path in a folder you can write to.") from None
     return changes, None

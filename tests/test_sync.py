@@ -114,6 +114,14 @@ def test_refusal_changes_nothing(machine, tmp_path: Path, capsys) -> None:
     assert sync(capsys, source)[0] == 0
 
 
+def test_output_into_a_folder_is_a_coded_error(machine, tmp_path: Path, capsys) -> None:
+    source = write(tmp_path / "w.json", api("demo/flux", override="my-flux", lora="flux-style.safetensors"))
+    for target in (tmp_path, tmp_path / "missing" / "out.json"):
+        code, _, err = sync(capsys, source, "-o", target)
+        assert code == 2 and err.startswith(f"error: [input_invalid] cannot write the workflow to {target}"), err
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*.part"))  # the temporary file is removed
+
+
 def test_nothing_to_change(machine, tmp_path: Path, capsys) -> None:
     source = write(tmp_path / "w.json", api("demo/flux", override="my-flux", lora="flux-style.safetensors"))
     before = source.read_bytes()

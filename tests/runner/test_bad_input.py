@@ -17,6 +17,7 @@ import bad_inputs as bad
 from diffusers_presets.core.errors import PresetsError
 from diffusers_presets.runner import cli, core_nodes
 from diffusers_presets.runner.convert import DEFAULT_MAX_NODES, convert_workflow, resolve_dynamic_prompt
+from diffusers_presets.runner.host_setup import parse_value
 from diffusers_presets.runner.workflow_io import read_workflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,9 +89,9 @@ def test_integer_of_4301_digits_in_a_file_and_in_set(workdir, capsys):
 
 
 def test_set_value_that_is_not_json_stays_text(workdir):
-    assert cli._parse_value("{a|b}") == "{a|b}"
-    assert cli._parse_value("[1, 2]") == [1, 2]
-    assert cli._parse_value("9" * 4300) == int("9" * 4300)
+    assert parse_value("{a|b}", "--set") == "{a|b}"
+    assert parse_value("[1, 2]", "--set") == [1, 2]
+    assert parse_value("9" * 4300, "--set") == int("9" * 4300)
 
 
 def test_png_whose_header_claims_100000_by_100000_pixels(workdir, capsys):
@@ -242,3 +243,23 @@ def test_subprocess_exit_2_without_traceback(tmp_path, case):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and "internal_error" not in done.stderr
     assert "[workflow_invalid]" in done.stderr or "[input_invalid]" in done.stderr
+
+
+def test_set_image_to_a_number_is_an_invalid_file_not_an_exception(workdir, capsys):
+    status = cli.main([write(workdir / "wf.json", API), "--set", "1.image=5"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Invalid image file: 5" in err
+    assert "Exception when validating" not in err and "Traceback" not in err
+
+
+def test_extra_model_paths_yaml_nested_1100_deep(workdir, capsys):
+    (workdir / "extra_model_paths.yaml").write_text(bad.deep_json(1100))
+    err = refused(capsys, "workflow_invalid", write(workdir / "wf.json", API))
+    assert "cannot read the extra model paths file" in err
+
+
+@pytest.mark.parametrize("value", [bad.deep_json(1100), "9" * 4301], ids=["deep", "digits"])
+def test_presets_add_param_bomb(workdir, capsys, monkeypatch, value):
+    monkeypatch.setenv("PRESETS_DIR", str(workdir / "presets"))
+    err = refused(capsys, "input_invalid", "presets", "add", "a/b", "--base", "sdxl", "--param", f"k={value}")
+    assert "--param value" in err and not (workdir / "presets" / "a").exists()
