@@ -140,7 +140,7 @@ def _internal_error(summary: str, where: Optional[str], details: str) -> None:
 
 
 def _not_an_engine_failure(record: logging.LogRecord) -> bool:
-    return not (record.name == executor.log.name and str(record.msg).startswith("node %s (%s) failed"))
+    return not getattr(record, executor.NODE_FAILURE, False)
 
 
 @contextlib.contextmanager

@@ -31,6 +31,9 @@ from .validation import ValidationResult, validate_prompt
 
 log = logging.getLogger(__name__)
 
+# Marks the log record of a node failure, for callers that print the failure themselves.
+NODE_FAILURE = "diffusers_presets_node_failure"
+
 # (node id, latent (C, H, W), family name) -> None: live previews.
 PreviewCallback = Callable[[str, Any, str], None]
 
@@ -342,7 +345,8 @@ class _Run:
         self.result.error = self.result.messages[-1][1]
 
     def fail(self, node_id: str, error: BaseException, inputs: Optional[dict], type_name: str = "") -> None:
-        log.error("node %s (%s) failed: %s", node_id, self.prompt[node_id]["class_type"], error)
+        log.error("node %s (%s) failed: %s", node_id, self.prompt[node_id]["class_type"], error,
+                  extra={NODE_FAILURE: True})
         log.debug("".join(traceback.format_exception(error)))
         payload = self.base_payload(node_id)
         payload.update(

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence, Union
+from typing import Any, Awaitable, Callable, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -64,22 +64,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def origin_guard(settings: ServerSettings) -> Callable:
+@web.middleware
+async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """403 when a browser on another site calls a server on loopback (ComfyUI's origin check;
-    off when CORS is configured)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        host = request.headers.get("Host", "")
-        if settings.cors_origin is None and origin and _is_loopback(urlsplit(f"//{host}").hostname or ""):
-            if urlsplit(origin).netloc != host:
-                log.warning("refused a request from origin %s to %s", origin, host)
-                return json_error(403, "forbidden_origin", "Cross-origin request refused",
-                                  "This server accepts browser requests only from its own address; start it with --enable-cors-header to allow others.")
-        return await handler(request)
-
-    return middleware
+    not mounted when CORS is configured)."""
+    origin = request.headers.get("Origin")
+    host = request.headers.get("Host", "")
+    if origin:
+        try:
+            refused = _is_loopback(urlsplit(f"//{host}").hostname or "") and urlsplit(origin).netloc != host
+        except ValueError:  # a malformed Host or Origin (an unclosed "[") is no proof of the same site
+            refused = True
+        if refused:
+            log.warning("refused a request from origin %r to %r", origin, host)
+            return json_error(403, "forbidden_origin", "Cross-origin request refused",
+                              "This server accepts browser requests only from its own address; start it with --enable-cors-header to allow others.")
+    return await handler(request)
 
 
 def cors(settings: ServerSettings) -> Callable:
@@ -112,6 +112,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         reason = ex.reason or "error"
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
         return json_error(ex.status, kinds.get(ex.status, "http_error"), reason, ex.text if ex.text != f"{ex.status}: {reason}" else "")
+    except ConnectionResetError:  # the client hung up mid-body: nobody reads this answer
+        log.debug("%s %s: the client disconnected", request.method, request.path)
+        return json_error(400, "client_disconnected", "The client disconnected before sending the whole request")
     except Exception:  # noqa: BLE001 - the body must not leak a traceback
         log.exception("%s %s failed", request.method, request.path)
         return json_error(500, "server_error", "Internal server error", "See the server log.")
@@ -124,7 +127,7 @@ def create_app(context: ServerContext, tables: Sequence[RouteTable]) -> web.Appl
     if settings.cors_origin is not None:
         middlewares.insert(0, cors(settings))
     else:
-        middlewares.append(origin_guard(settings))
+        middlewares.append(origin_guard)
     app = web.Application(middlewares=middlewares, client_max_size=int(settings.max_upload_size_mb * 1024 * 1024))
     app[CONTEXT_KEY] = context
     for table in tables:
@@ -147,6 +150,22 @@ async def read_json(request: web.Request) -> Any:
         raise bad_request("invalid_json", "The request body is not valid JSON", f"It is not UTF-8 ({ex.reason}).") from None
     except PresetsError as ex:
         raise bad_request("invalid_json", ex.message, "") from None
+
+
+def query_int(request: web.Request, name: str, default: Optional[int], minimum: Optional[int] = None) -> Optional[int]:
+    """The integer query parameter ``name`` (``default`` when absent or empty); 400 when it is
+    not an integer, is below ``minimum`` or is too large for SQLite."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request("invalid_query", f"{name} must be an integer", f"got {raw!r}") from None
+    low = -(2**63) if minimum is None else minimum
+    if not low <= value < 2**63:
+        raise bad_request("invalid_query", f"{name} is out of range", f"got {raw!r}")
+    return value
 
 
 def bad_request(kind: str, message: str, details: str) -> web.HTTPBadRequest:

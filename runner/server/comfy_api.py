@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ...core import cache as pipeline_cache_module
 from .. import core_nodes
 from . import files, jobs
-from .app import CONTEXT_KEY, ServerContext, bad_request, json_error, read_json
+from .app import CONTEXT_KEY, ServerContext, bad_request, json_error, query_int, read_json
 from .frontend import extension_urls, find_web_root, served_version
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _context(request: web.Request) -> ServerContext:
     return request.app[CONTEXT_KEY]
-
-
-def _int_query(request: web.Request, name: str, default: Optional[int]) -> Optional[int]:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request("invalid_query", f"{name} must be an integer", f"got {raw!r}") from None
 
 
 async def _json_object(request: web.Request, allow_empty: bool = True) -> dict:
@@ -245,31 +236,27 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
     async def post_prompt(request: web.Request) -> web.Response:
         body = await _json_object(request, allow_empty=False)
 
-        def bad(kind: str, message: str, details: str) -> web.Response:
-            return _json({"error": {"type": kind, "message": message, "details": details, "extra_info": {}},
-                          "node_errors": {}}, 400)
-
         if "prompt" not in body:
-            return bad("no_prompt", "No prompt provided", "No prompt provided")
+            raise bad_request("no_prompt", "No prompt provided", "No prompt provided")
         prompt_id = body.get("prompt_id")
         if prompt_id is not None:
             try:
                 if not isinstance(prompt_id, str) or str(uuid.UUID(prompt_id)) != prompt_id.lower():
                     raise ValueError
             except ValueError:
-                return bad("invalid_prompt_id", "Invalid prompt_id", "prompt_id must be a canonical UUID string.")
+                raise bad_request("invalid_prompt_id", "Invalid prompt_id", "prompt_id must be a canonical UUID string.")
         extra_data = body.get("extra_data", {})
         if not isinstance(extra_data, dict):
-            return bad("invalid_prompt", "Invalid prompt", "extra_data must be a JSON object.")
+            raise bad_request("invalid_prompt", "Invalid prompt", "extra_data must be a JSON object.")
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
-            return bad("invalid_prompt", "Invalid prompt", "client_id must be a string.")
+            raise bad_request("invalid_prompt", "Invalid prompt", "client_id must be a string.")
         number = body.get("number")
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or not _finite(number)):
-            return bad("invalid_prompt", "Invalid prompt", "number must be a finite number.")
+            raise bad_request("invalid_prompt", "Invalid prompt", "number must be a finite number.")
         targets = body.get("partial_execution_targets")
         if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
-            return bad("invalid_prompt", "Invalid prompt", "partial_execution_targets must be a list of node ids.")
+            raise bad_request("invalid_prompt", "Invalid prompt", "partial_execution_targets must be a list of node ids.")
         submitted = await service.submit(
             body["prompt"], extra_data, client_id, bool(body.get("front")), number, prompt_id, targets
         )
@@ -301,8 +288,8 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
     # --- history ---------------------------------------------------------------------------------
     @both("GET", "/history")
     async def get_history(request: web.Request) -> web.Response:
-        max_items = _int_query(request, "max_items", None)
-        offset = _int_query(request, "offset", -1)
+        max_items = query_int(request, "max_items", None)
+        offset = query_int(request, "offset", -1)
         records = store.history(max_items, offset)
         return _json({r.prompt_id: r.entry for r in records})
 
@@ -335,10 +322,8 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
                 return json_error(400, "not_an_image", f"{path.name} cannot be converted", type(ex).__name__)
             if converted is not None:
                 return web.Response(body=converted[0], content_type=converted[1], headers=disposition)
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if content_type in files.DANGEROUS_TYPES:
-            content_type = "application/octet-stream"
-        return web.FileResponse(path, headers={**disposition, "Content-Type": content_type})
+        return web.FileResponse(path, headers={**disposition, "Content-Type": files.safe_content_type(path.name),
+                                               "X-Content-Type-Options": "nosniff"})
 
     async def _upload(request: web.Request) -> tuple[dict, Optional[web.Response]]:
         if not request.content_type.startswith("multipart/"):
@@ -348,7 +333,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
             post = await request.post()
         except web.HTTPException:
             raise
-        except ValueError as ex:
+        except (ValueError, HttpProcessingError) as ex:  # a malformed body or part header
             return {}, json_error(400, "invalid_request", "The form data cannot be read", str(ex))
         image = post.get("image")
         if image is None or not hasattr(image, "file") or not image.filename:

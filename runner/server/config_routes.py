@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ...core.errors import PresetsError
+from ..workflow_io import parse_json
 
 ADMIN_KEY_ENV = "RUNNER_ADMIN_KEY"
 PREFIX = "/api/v1/models"
@@ -68,11 +69,13 @@ def _write_allowed(request: web.Request) -> web.Response | None:
 
 
 async def _body(request: web.Request) -> Any:
+    fix = "send a JSON object of configuration fields."
     try:
-        return await request.json()
-    except ValueError:
-        raise PresetsError("preset_invalid", "the request body is not valid JSON.",
-                           "send a JSON object of configuration fields.") from None
+        text = (await request.read()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PresetsError("preset_invalid", "the request body is not valid JSON (it is not UTF-8).", fix) from None
+    # parse_json: nesting and integer-size bombs are errors too, not a 500.
+    return parse_json(text, "the request body", "preset_invalid", fix)
 
 
 async def _run(work: Callable[[], Any], status: int = 200) -> web.Response:

@@ -54,10 +54,13 @@ class Client:
                 message = self.backlog.popleft()
                 if self.ws.closed:
                     return
-                if isinstance(message, bytes):
-                    await self.ws.send_bytes(message)
-                else:
-                    await self.ws.send_str(message)
+                try:
+                    if isinstance(message, bytes):
+                        await self.ws.send_bytes(message)
+                    else:
+                        await self.ws.send_str(message)
+                except ConnectionResetError:  # the peer vanished mid-write: handle() cleans up
+                    return
 
 
 class EventHub:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mimetypes
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,13 @@ FOLDER_TYPES = ("input", "output", "temp")
 # Served as downloads, never rendered: a file someone uploaded must not run script in our origin.
 DANGEROUS_TYPES = ("text/html", "text/javascript", "application/javascript", "text/css", "image/svg+xml",
                    "application/xhtml+xml", "text/xml", "application/xml")
+
+
+def safe_content_type(name: str) -> str:
+    """The content type to serve a stored file ``name`` with: its guessed type, but a download
+    (``application/octet-stream``) for types a browser would run or render in our origin."""
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return "application/octet-stream" if kind in DANGEROUS_TYPES else kind
 
 
 class FileRefused(Exception):

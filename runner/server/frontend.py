@@ -32,7 +32,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import mimetypes
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -41,7 +40,7 @@ from aiohttp import web
 
 from ...core.files import write_atomically
 from .app import Handler, json_error, read_json
-from .files import DANGEROUS_TYPES, is_inside
+from .files import is_inside, safe_content_type
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -306,21 +305,23 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
     def user_file(request: web.Request, key: str = "file") -> Union[Path, web.Response]:
         return files.resolve(request.match_info.get(key, ""))
 
+    def existing_user_file(request: web.Request) -> Union[Path, web.Response]:
+        """The request's ``{file}``, or the JSON 400/403/404 that refuses it."""
+        path = user_file(request)
+        if isinstance(path, Path) and not path.is_file():
+            return json_error(404, "not_found", f"No file {request.match_info['file']!r} in the user folder.")
+        return path
+
     @api("GET", "/userdata/{file}")
     async def get_userdata(request: web.Request) -> web.StreamResponse:
-        path = user_file(request)
+        path = existing_user_file(request)
         if isinstance(path, web.Response):
             return path
-        if not path.is_file():
-            return json_error(404, "not_found", f"No file {request.match_info['file']!r} in the user folder.")
         if path == files.root / "user.css":
             headers = {"Content-Type": "text/css", "Content-Disposition": "inline"}
         else:
             # User files are arbitrary content: never rendered in the app's origin.
-            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            if kind in DANGEROUS_TYPES:
-                kind = "application/octet-stream"
-            headers = {"Content-Type": kind, "Content-Disposition": "attachment"}
+            headers = {"Content-Type": safe_content_type(path.name), "Content-Disposition": "attachment"}
         return web.FileResponse(path, headers={**headers, "X-Content-Type-Options": "nosniff"})
 
     def reply_with(path: Path, full_info: bool) -> web.Response:
@@ -346,24 +347,20 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
 
     @api("DELETE", "/userdata/{file}")
     async def delete_userdata(request: web.Request) -> web.Response:
-        path = user_file(request)
+        path = existing_user_file(request)
         if isinstance(path, web.Response):
             return path
-        if not path.is_file():
-            return json_error(404, "not_found", f"No file {request.match_info['file']!r} in the user folder.")
         path.unlink()
         return web.Response(status=204)
 
     @api("POST", "/userdata/{file}/move/{dest}")
     async def move_userdata(request: web.Request) -> web.Response:
-        source = user_file(request)
+        source = existing_user_file(request)
         if isinstance(source, web.Response):
             return source
         dest = user_file(request, "dest")
         if isinstance(dest, web.Response):
             return dest
-        if not source.is_file():
-            return json_error(404, "not_found", f"No file {request.match_info['file']!r} in the user folder.")
         query = request.rel_url.query
         if query.get("overwrite", "true") == "false" and dest.exists():
             return json_error(409, "file_exists", f"{request.match_info['dest']!r} already exists.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 
-from .app import read_json
+from .app import json_error, query_int, read_json
 from .store import HistoryRecord, QueueItem, job_status
 
 if TYPE_CHECKING:
@@ -68,10 +68,6 @@ def _finished_job(record: HistoryRecord) -> dict:
     return job
 
 
-def _bad(message: str) -> web.Response:
-    return web.json_response({"error": {"type": "invalid_query", "message": message, "details": "", "extra_info": {}}}, status=400)
-
-
 def add_routes(routes: web.RouteTableDef, context: "ServerContext") -> None:
     store, service = context.store, context.service
 
@@ -89,19 +85,14 @@ def add_routes(routes: web.RouteTableDef, context: "ServerContext") -> None:
         statuses = {s.strip() for s in query.get("status", ",".join(ACTIVE + FINISHED)).split(",") if s.strip()}
         unknown = statuses - set(ACTIVE + FINISHED)
         if unknown:
-            return _bad(f"unknown status {sorted(unknown)}: use {', '.join(ACTIVE + FINISHED)}")
-        try:
-            limit = int(query.get("limit", 100))
-            offset = int(query.get("offset", 0))
-        except ValueError:
-            return _bad("limit and offset must be integers")
-        if limit < 0 or offset < 0:
-            return _bad("limit and offset must not be negative")
+            return json_error(400, "invalid_query", f"unknown status {sorted(unknown)}: use {', '.join(ACTIVE + FINISHED)}")
+        limit = query_int(request, "limit", 100, minimum=0)
+        offset = query_int(request, "offset", 0, minimum=0)
         newest_first = query.get("sort_order", "desc") != "asc"
         active = active_jobs(statuses)
         finished_statuses = sorted(statuses & set(FINISHED))
         records, finished_total = (
-            store.finished_jobs(finished_statuses, offset + limit, newest_first) if finished_statuses else ([], 0)
+            store.finished_jobs(finished_statuses, min(offset + limit, 2**63 - 1), newest_first) if finished_statuses else ([], 0)
         )
         finished = [_finished_job(r) for r in records]
         # As the queue panel shows them: running, pending in run order, then finished ones.
@@ -123,7 +114,7 @@ def add_routes(routes: web.RouteTableDef, context: "ServerContext") -> None:
         for job in active_jobs(set(ACTIVE)):
             if job["id"] == job_id:
                 return web.json_response(job)
-        return web.json_response({"error": {"type": "not_found", "message": f"no job {job_id}", "details": "", "extra_info": {}}}, status=404)
+        return json_error(404, "not_found", f"no job {job_id}")
 
     def cancel(job_id: str) -> bool:
         return bool(service.delete_pending([job_id])) or service.interrupt(job_id)
@@ -138,6 +129,5 @@ def add_routes(routes: web.RouteTableDef, context: "ServerContext") -> None:
         body = await read_json(request)
         ids = body.get("job_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            return web.json_response({"error": {"type": "invalid_request", "message": "job_ids must be a list of ids",
-                                                "details": "", "extra_info": {}}}, status=400)
+            return json_error(400, "invalid_request", "job_ids must be a list of ids")
         return web.json_response({"cancelled": [i for i in ids if cancel(i)]})

@@ -120,6 +120,13 @@ def test_bad_requests_are_json_4xx(server) -> None:
     _refused(http("POST", url + "/history", {"delete": 5}), 400)
     _refused(http("POST", url + "/interrupt", raw=b"[", headers={"Content-Type": "application/json"}), 400)
     _refused(http("GET", url + "/history?max_items=many"), 400)
+    # Integers SQLite cannot bind, and a negative page for /api/jobs.
+    _refused(http("GET", url + "/history?max_items=" + "9" * 30), 400)
+    _refused(http("GET", url + "/api/jobs?limit=" + "9" * 30), 400)
+    _refused(http("GET", url + "/api/jobs?offset=-5"), 400)
+    # A multipart part whose header aiohttp cannot parse.
+    broken = b'--B\r\nContent-Disposition: form-data; name="image"; filename="a\x00b"\r\n\r\nx\r\n--B--\r\n'
+    _refused(http("POST", url + "/upload/image", raw=broken, headers={"Content-Type": "multipart/form-data; boundary=B"}), 400)
     _refused(http("GET", url + "/api/no/such/route"), 404)
     _refused(http("DELETE", url + "/api/nothing"), 404)
     _refused(http("GET", url + "/view"), 404)
@@ -139,7 +146,7 @@ def test_json_bombs_and_bad_prompt_shapes_are_400(server) -> None:
     runner's JSON limits and prompt shape check answer 400, never a 500."""
     url, json_type = server.url, {"Content-Type": "application/json"}
     deep = b"[" * 100_000 + b"]" * 100_000
-    for route in ("/prompt", "/api/settings", "/queue", "/api/jobs/cancel"):
+    for route in ("/prompt", "/api/settings", "/queue", "/api/jobs/cancel", "/api/v1/models/x/configurations"):
         reply = http("POST", url + route, raw=deep, headers=json_type)
         _refused(reply, 400)
         assert "nested too deeply" in reply.json()["error"]["message"]
@@ -170,6 +177,7 @@ def test_foreign_origin_refused_on_loopback(server) -> None:
     _refused(http("GET", server.url + "/api/prompt", headers={"Origin": "http://evil.example"}), 403)
     _refused(http("POST", server.url + "/prompt", {"prompt": {}}, headers={"Origin": "http://localhost:1"}), 403)
     assert http("GET", server.url + "/api/prompt", headers={"Origin": f"http://{host}"}).status == 200
+    _refused(http("GET", server.url + "/api/prompt", headers={"Origin": "http://["}), 403)  # unparsable
     assert http("GET", server.url + "/api/prompt").status == 200  # no Origin: not a browser
 
 
