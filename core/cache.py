@@ -259,3 +259,9 @@ def pipeline_cache() -> PipelineCache:
                                    "set it to how many pipelines to keep loaded, e.g. 1.") from None
             _cache = PipelineCache(capacity)
         return _cache
+
+
+def loaded_count() -> int:
+    """How many pipelines are loaded, without creating the cache (which reads the environment)."""
+    with _cache_lock:
+        return len(_cache) if _cache is not None else 0

@@ -58,3 +58,9 @@ class Interrupted(PresetsError):
 
     def __init__(self, message: str = "Generation was interrupted.") -> None:
         super().__init__("interrupted", message, "")
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for error messages that must stay on one line."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

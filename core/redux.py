@@ -28,9 +28,8 @@ import math
 from typing import Any, Sequence
 
 from .cache import pipeline_cache, torch_dtype
-from .errors import PresetsError
+from .errors import PresetsError, one_line
 from .families import REDUX_DIR
-from .families._loading import one_line
 from .families.base import ModelSource
 from .handle import PipelineHandle
 from .host import get_host

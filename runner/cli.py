@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, TextIO
 
 from ..core import sources
-from ..core.errors import PresetsError
-from ..core.families._loading import one_line
+from ..core.errors import PresetsError, one_line
 from ..core.host import HeadlessHost, get_host
 from . import core_nodes
 from .convert import convert_workflow

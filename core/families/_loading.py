@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import PresetsError
+from ..errors import PresetsError, one_line
 from .base import ModelSource
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,6 @@ def quiet_step_bars(pipe: Any) -> None:
         if hasattr(block, "set_progress_bar_config"):
             block.set_progress_bar_config(disable=True)
         pending.extend(getattr(block, "sub_blocks", {}).values())
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for error messages that must stay on one line."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def hub_cache_dir() -> str:

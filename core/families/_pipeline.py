@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ..errors import PresetsError
-from ._loading import load_pipeline, one_line, quiet_progress_bars
+from ..errors import PresetsError, one_line
+from ._loading import load_pipeline, quiet_progress_bars
 from .base import Family, GenerationResult, ModelSource, SamplingParams, StepCallback
 
 log = logging.getLogger(__name__)

@@ -188,12 +188,6 @@ def model_file_list(folders: list[Path]) -> list[dict]:
     return out
 
 
-def loaded_pipelines() -> int:
-    # The process-wide cache, if a prompt created it (creating it here would read the env).
-    instance = pipeline_cache_module._cache
-    return len(instance) if instance is not None else 0
-
-
 # --- the table -------------------------------------------------------------------------------------
 async def _clear_or_delete(request: web.Request, clear: Callable[[], Any],
                            delete: Callable[[list[str]], Any]) -> web.Response:
@@ -471,7 +465,7 @@ def comfy_routes(context: ServerContext) -> web.RouteTableDef:
             "queue_pending": store.pending_count(),
             "running": current.prompt_id if current else None,
             "history": store.history_count(),
-            "loaded_pipelines": loaded_pipelines(),
+            "loaded_pipelines": pipeline_cache_module.loaded_count(),
             "torch_loaded": "torch" in sys.modules,
             "uptime_s": round(time.time() - context.started, 1),
         }

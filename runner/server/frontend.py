@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional, Union
 from aiohttp import web
 
 from ...core.files import write_atomically
-from .app import Handler, json_error, read_json
+from .app import Handler, bad_request, json_error, read_json
 from .files import is_inside, safe_content_type
 from .settings import ServerSettings
 
@@ -198,8 +198,13 @@ def frontend_routes(settings: ServerSettings) -> web.RouteTableDef:
         return data if isinstance(data, dict) else {}
 
     def write_settings(values: dict[str, Any]) -> None:
+        try:  # the browser reads this file back with JSON.parse, which knows no NaN or Infinity
+            text = json.dumps(values, indent=4, allow_nan=False)
+        except ValueError:
+            raise bad_request("invalid_json", "Settings cannot hold NaN or Infinity.",
+                              "Send finite numbers (or null).") from None
         settings_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(settings_path, json.dumps(values, indent=4).encode("utf-8"))
+        write_atomically(settings_path, text)
 
     @api("GET", "/settings")
     async def get_settings(request: web.Request) -> web.Response:

@@ -138,6 +138,8 @@ def test_settings_persist_per_user_as_json(settings: ServerSettings) -> None:
         bad = await client.post("/api/settings/Comfy.A", data=b"{not json", headers={"Content-Type": "application/json"})
         assert bad.status == 400 and "error" in await bad.json()
         assert (await client.post("/api/settings", json=[1, 2])).status == 400
+        nan = await client.post("/api/settings/Comfy.C", data=b"NaN", headers={"Content-Type": "application/json"})
+        assert nan.status == 400 and "NaN" in (await nan.json())["error"]["message"]  # the file stays valid JSON
 
     serve(settings, first)
     stored = settings.user_directory / "default" / "comfy.settings.json"
